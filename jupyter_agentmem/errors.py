@@ -1,0 +1,31 @@
+"""Named errors whose messages say how to fix the problem.
+
+All of them subclass :class:`AgentMemError` (an ordinary ``Exception``), so a
+notebook can catch everything of ours with one ``except`` and nothing else.
+"""
+
+from __future__ import annotations
+
+
+class AgentMemError(Exception):
+    """Base class of every error raised by jupyter-agentmem."""
+
+
+class InvalidMessageError(AgentMemError, TypeError):
+    """A message is not a JSON-shaped dict with a ``role`` (it could not be persisted)."""
+
+
+class StoreError(AgentMemError):
+    """A session store could not be reached or written; the data stays in memory."""
+
+
+class StoreCorruptError(StoreError):
+    """A store file or value is not ours or is damaged; it is left untouched."""
+
+
+class SessionConflictError(StoreError):
+    """Another process changed the stored session since this one loaded it."""
+
+
+class SummarizerError(AgentMemError):
+    """The summarizer failed; the messages it was given were kept, not compacted."""

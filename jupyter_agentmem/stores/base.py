@@ -1,0 +1,56 @@
+"""The store protocol: where evicted sessions live until they are needed again.
+
+A store keeps one JSON document per session id (the output of
+``ConversationState.to_dict()``). Stores never pickle, never see API keys, and
+must accept any session id (quotes, slashes, unicode). The memory engine talks
+only to this protocol, so it is tested with :class:`MemoryStore` and runs
+unchanged on SQLite or Redis.
+
+Revisions (optimistic concurrency, so two kernels sharing a store never
+silently overwrite each other's turns): every document carries an int
+``"revision"``, the number of times the session has been saved. A document
+with ``revision = r`` may only replace a stored one whose revision is ``r - 1``
+(or nothing, when ``r == 1``); otherwise ``save`` raises
+:class:`~jupyter_agentmem.errors.SessionConflictError` and writes nothing. The
+manager then merges (see ``state.merge_documents``) and saves again. A
+document without ``"revision"`` is written unconditionally.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol, runtime_checkable
+
+SessionData = dict[str, Any]
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    """What the SessionManager needs from a persistence backend."""
+
+    def save(self, session_id: str, data: SessionData) -> None:
+        """Persist ``data`` atomically, enforcing the revision rule above."""
+
+    def load(self, session_id: str) -> SessionData | None:
+        """Return the saved document, or ``None`` if the id was never saved."""
+
+    def delete(self, session_id: str) -> bool:
+        """Forget ``session_id``; return whether something was deleted."""
+
+    def list_ids(self) -> list[str]:
+        """Every persisted session id."""
+
+    def close(self) -> None:
+        """Release connections and file handles; idempotent."""
+
+
+def save_many(store: SessionStore, items: Iterable[tuple[str, SessionData]]) -> int:
+    """Save several sessions, in one transaction when the store supports it."""
+    batch = getattr(store, "save_many", None)
+    if batch is not None:
+        return int(batch(items))
+    count = 0
+    for session_id, data in items:
+        store.save(session_id, data)
+        count += 1
+    return count

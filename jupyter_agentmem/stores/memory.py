@@ -1,0 +1,63 @@
+"""An in-process store for tests and for users who need no persistence.
+
+It keeps JSON text, not the dicts themselves, so a round trip through it is as
+strict as one through SQLite: nothing shared with live objects, nothing that
+JSON cannot represent.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from ..errors import SessionConflictError
+from .base import SessionData
+
+
+class MemoryStore:
+    """Dict-backed :class:`~jupyter_agentmem.stores.base.SessionStore`."""
+
+    def __init__(self) -> None:
+        self._docs: dict[str, str] = {}
+        self._revisions: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.saves = 0
+        self.loads = 0
+
+    def save(self, session_id: str, data: SessionData) -> None:
+        text = json.dumps(data, ensure_ascii=False, allow_nan=False)
+        revision = data.get("revision")
+        with self._lock:
+            current = self._revisions.get(session_id, 0)
+            if revision is not None and int(revision) != current + 1:
+                raise SessionConflictError(
+                    f"session {session_id!r} is at revision {current} in the store, "
+                    f"this write expected {int(revision) - 1}"
+                )
+            self._docs[session_id] = text
+            self._revisions[session_id] = int(revision) if revision is not None else current + 1
+            self.saves += 1
+
+    def load(self, session_id: str) -> SessionData | None:
+        with self._lock:
+            text = self._docs.get(session_id)
+            self.loads += 1
+        if text is None:
+            return None
+        data: SessionData = json.loads(text)
+        return data
+
+    def delete(self, session_id: str) -> bool:
+        with self._lock:
+            self._revisions.pop(session_id, None)
+            return self._docs.pop(session_id, None) is not None
+
+    def list_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._docs)
+
+    def close(self) -> None:
+        """Nothing to release; kept for the protocol."""
+
+    def __len__(self) -> int:
+        return len(self._docs)

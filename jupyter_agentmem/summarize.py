@@ -1,0 +1,210 @@
+"""Summarizers fold old messages into a bounded running summary.
+
+The naive recipe appends each new summary to the previous one, so the
+"compact" summary grows forever. Here a summarizer always receives the
+previous summary and a character budget and returns *one* summary within it;
+``ConversationState`` re-summarises (and finally cuts) anything longer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import SummarizerError
+
+Message = dict[str, Any]
+
+SUMMARY_PREFIX = "Summary of earlier conversation:\n"
+_SPACES = re.compile(r"\s+")
+_CONDENSED = re.compile(r"^\[… (\d+) earlier points condensed\]$")
+
+
+class Summarizer(ABC):
+    """Folds messages into a running summary of at most ``max_chars`` characters."""
+
+    #: True when summarising is cheap, local and cannot fail for network reasons;
+    #: only such summarizers run inline inside ``add_message``.
+    is_local: bool = False
+
+    @abstractmethod
+    def summarize(self, messages: Sequence[Message], previous_summary: str, max_chars: int) -> str:
+        """Return the new summary covering ``previous_summary`` and ``messages``."""
+
+    async def asummarize(
+        self, messages: Sequence[Message], previous_summary: str, max_chars: int
+    ) -> str:
+        """Async twin; the default runs :meth:`summarize` in a worker thread."""
+        return await asyncio.to_thread(self.summarize, messages, previous_summary, max_chars)
+
+
+def message_text(message: Message) -> str:
+    """The human-readable text of a message (content parts joined, tool calls named)."""
+    content = message.get("content")
+    if isinstance(content, list):
+        parts = [p.get("text", "") for p in content if isinstance(p, dict)]
+        content = " ".join(p for p in parts if isinstance(p, str))
+    text = content if isinstance(content, str) else ""
+    calls = message.get("tool_calls") or []
+    if isinstance(calls, list) and calls:
+        names = []
+        for call in calls:
+            function = call.get("function", {}) if isinstance(call, dict) else {}
+            names.append(f"{function.get('name', '?')}({function.get('arguments', '')})")
+        text = (text + " " if text else "") + "called " + ", ".join(names)
+    return text
+
+
+def _clip(text: str, limit: int) -> str:
+    text = _SPACES.sub(" ", text).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class ExtractiveSummarizer(Summarizer):
+    """Offline, deterministic summary: one short line per message, oldest lines
+    condensed into a counter when the budget is reached. No model needed, so it
+    suits tests, teaching, and users without an LLM for summaries."""
+
+    is_local = True
+
+    def __init__(self, line_chars: int = 160) -> None:
+        if line_chars < 20:
+            raise ValueError("line_chars must be at least 20")
+        self.line_chars = line_chars
+
+    def _line(self, message: Message) -> str:
+        role = str(message.get("role", "?"))
+        text = message_text(message)
+        if role == "tool":
+            raw = message.get("content")
+            size = len(raw) if isinstance(raw, str) else len(text)
+            label = message.get("name") or message.get("tool_call_id") or "tool"
+            return _clip(f"- tool {label} → {size:,} chars: {text}", self.line_chars)
+        return _clip(f"- {role}: {text}", self.line_chars)
+
+    def summarize(self, messages: Sequence[Message], previous_summary: str, max_chars: int) -> str:
+        lines = [ln for ln in previous_summary.splitlines() if ln.strip()]
+        condensed = 0
+        if lines and (match := _CONDENSED.match(lines[0])):
+            condensed = int(match.group(1))
+            lines = lines[1:]
+        lines.extend(self._line(m) for m in messages)
+        total = sum(len(ln) + 1 for ln in lines)
+        start = 0
+        while start < len(lines):
+            header = f"[… {condensed} earlier points condensed]\n" if condensed else ""
+            if total + len(header) <= max_chars:
+                break
+            total -= len(lines[start]) + 1
+            start += 1
+            condensed += 1
+        header = f"[… {condensed} earlier points condensed]\n" if condensed else ""
+        return (header + "\n".join(lines[start:]))[:max_chars]
+
+
+_LLM_PROMPT = (
+    "You maintain the running summary of a conversation between a user and an AI "
+    "assistant that uses tools. Merge the new messages into the current summary. Keep "
+    "facts, decisions, names, numbers, open questions and what tools found; drop "
+    "pleasantries. Write at most {max_chars} characters. Reply with the summary only."
+)
+
+
+class LLMSummarizer(Summarizer):
+    """Summaries written by a chat model through the openai SDK (sync or async client).
+
+    The request is bounded too: each message is clipped to ``message_chars``
+    and the whole transcript to ``request_chars``, so summarising a session with
+    a huge tool result never sends megabytes.
+    """
+
+    is_local = False
+
+    def __init__(
+        self,
+        client: Any = None,
+        model: str = "gpt-4o-mini",
+        *,
+        async_client: Any = None,
+        temperature: float = 0.0,
+        message_chars: int = 1500,
+        request_chars: int = 24_000,
+    ) -> None:
+        if client is None and async_client is None:
+            raise ValueError("LLMSummarizer needs an openai client (OpenAI or AsyncOpenAI)")
+        self.client = client
+        self.async_client = async_client
+        self.model = model
+        self.temperature = temperature
+        self.message_chars = message_chars
+        self.request_chars = request_chars
+
+    def _request(
+        self, messages: Sequence[Message], previous_summary: str, max_chars: int
+    ) -> dict[str, Any]:
+        rendered: list[str] = []
+        budget = self.request_chars
+        for message in reversed(messages):
+            line = f"{message.get('role', '?')}: {_clip(message_text(message), self.message_chars)}"
+            if len(line) > budget:
+                rendered.append("[… older messages omitted]")
+                break
+            rendered.append(line)
+            budget -= len(line)
+        transcript = "\n".join(reversed(rendered))
+        return {
+            "model": self.model,
+            "temperature": self.temperature,
+            "messages": [
+                {"role": "system", "content": _LLM_PROMPT.format(max_chars=max_chars)},
+                {
+                    "role": "user",
+                    "content": f"Current summary:\n{previous_summary or '(none)'}\n\n"
+                    f"New messages:\n{transcript}",
+                },
+            ],
+        }
+
+    @staticmethod
+    def _text(response: Any) -> str:
+        try:
+            text = response.choices[0].message.content
+        except (AttributeError, IndexError) as exc:
+            raise SummarizerError(f"the summary model returned no choices: {exc}") from exc
+        if not isinstance(text, str) or not text.strip():
+            raise SummarizerError("the summary model returned an empty summary")
+        return text.strip()
+
+    def summarize(self, messages: Sequence[Message], previous_summary: str, max_chars: int) -> str:
+        if self.client is None:
+            raise SummarizerError("this LLMSummarizer has only an async client: use acompact()")
+        try:
+            response = self.client.chat.completions.create(
+                **self._request(messages, previous_summary, max_chars)
+            )
+        except Exception as exc:
+            raise SummarizerError(f"summary request failed: {exc}") from exc
+        return self._text(response)
+
+    async def asummarize(
+        self, messages: Sequence[Message], previous_summary: str, max_chars: int
+    ) -> str:
+        if self.async_client is None:
+            return await super().asummarize(messages, previous_summary, max_chars)
+        try:
+            response = await self.async_client.chat.completions.create(
+                **self._request(messages, previous_summary, max_chars)
+            )
+        except Exception as exc:
+            raise SummarizerError(f"summary request failed: {exc}") from exc
+        return self._text(response)
+
+
+def describe_messages(messages: Sequence[Message]) -> str:
+    """A compact JSON digest used in error reports (never the full content)."""
+    roles = [str(m.get("role", "?")) for m in messages]
+    return json.dumps({"messages": len(messages), "roles": roles[:20]})
