@@ -54,7 +54,8 @@ def open_store(url: str | None = None) -> SessionStore:
     if url.startswith(("redis://", "rediss://", "unix://")):
         from .redis import RedisStore
 
-        return RedisStore(url)
+        store: SessionStore = RedisStore(url)
+        return store
     raise ValueError(
         f"unknown store URL {url!r}: use sqlite:///path/to/file.sqlite3, "
         "redis://127.0.0.1:6379/0 or memory://"
