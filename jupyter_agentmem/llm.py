@@ -409,9 +409,11 @@ def describe_error(exc: BaseException, *, api_key: str | None = None) -> str:
     if isinstance(exc, openai.APIConnectionError):
         return _describe_connection(exc, request, secrets)
     if isinstance(exc, openai.APIStatusError):
-        said = _redact(_server_message(exc), secrets)[:200]
+        said = _redact(_server_message(exc), secrets)[:300]
         model = _model_of(request)
         status = exc.status_code
+        if exc.code == "cassette_miss":  # replay server: its message names request and file
+            return f"Replay cassette has no answer ({status}): {said}"
         if status == 401:
             return (
                 "The API key was rejected (401): check OPENAI_API_KEY (or the key you "

@@ -274,12 +274,12 @@ def test_server_errors(srv: FakeModelServer, status: int) -> None:
 
 
 def test_connection_refused() -> None:
-    with socket.socket() as sock:
+    with socket.socket() as sock:  # bound, not listening: refused, and no TCP self-connect
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    client = make_client(f"http://127.0.0.1:{port}/v1", KEY, max_retries=0)
-    with pytest.raises(openai.APIConnectionError) as info:
-        list(stream_chat(client, model="m", messages=USER))
+        client = make_client(f"http://127.0.0.1:{port}/v1", KEY, max_retries=0, timeout=5)
+        with pytest.raises(openai.APIConnectionError) as info:
+            list(stream_chat(client, model="m", messages=USER))
     message = describe_error(info.value)
     assert message.startswith(f"Cannot reach http://127.0.0.1:{port}/v1: is the server running?")
 

@@ -106,6 +106,10 @@ class Interaction:
     body: Any = None
     content_type: str = "application/json"
 
+    def __post_init__(self) -> None:
+        # Only the matching fields are kept: nothing else from the request reaches the file.
+        object.__setattr__(self, "request", normalise_request(self.request))
+
     @property
     def key(self) -> str:
         return request_key(self.request)
