@@ -328,4 +328,4 @@ def test_throughput_through_the_sdk(srv: FakeModelServer) -> None:
     events = list(stream_chat(client, model="m", messages=USER))
     elapsed = time.perf_counter() - start
     assert len(events) == n + 2
-    assert n / elapsed > 1000  # measured ~5,000+/s here; generous for a busy CI box
+    assert n / elapsed > 500  # ~3,600/s measured on a loaded 2-core box; a sanity floor

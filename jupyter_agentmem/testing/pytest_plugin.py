@@ -7,10 +7,12 @@ root ``conftest.py`` (or automatically, through the ``pytest11`` entry point).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from .server import FakeModelServer
+if TYPE_CHECKING:  # the server is imported when the fixture is used, not at every pytest start
+    from .server import FakeModelServer
 
 __all__ = ["fake_model"]
 
@@ -23,6 +25,8 @@ def fake_model() -> Iterator[FakeModelServer]:
     ``fake_model.base_url``. An unscripted request gets a 500 "no scripted reply
     queued", so a test never passes by accident on a default answer.
     """
+    from .server import FakeModelServer
+
     server = FakeModelServer(default=None).start()
     try:
         yield server

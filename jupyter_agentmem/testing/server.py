@@ -17,8 +17,10 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 import socket
 import threading
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -224,9 +226,19 @@ def error_body(message: str, kind: str = "server_error", code: str | None = None
 class FakeModelServer:
     """An OpenAI-compatible chat-completions server with a queue of scripted replies.
 
-    Each ``POST /v1/chat/completions`` takes the next scripted reply; when the
-    queue is empty it replays a cassette, proxies-and-records to an upstream, or
-    asks the default responder (the demo model unless ``default=None``).
+    Each ``POST /v1/chat/completions`` takes the next scripted reply. When the queue
+    is empty, what answers depends on the mode:
+
+    * ``replay="c.json"``: the recorded interaction matching the request (404 on a miss);
+    * ``record_to="c.json", upstream="https://api.openai.com/v1"``: the request is
+      forwarded (with the client's Authorization header, which is never written),
+      streamed back as it arrives and appended to the cassette;
+    * otherwise ``default``: the demo model (``"demo"``), a function of the request
+      body returning a :class:`~.demo.DemoReply`, or ``None`` for a 500
+      "no scripted reply queued" (what tests want: nothing passes by accident).
+
+    ``demo_delay`` / ``demo_chunk_size`` pace default answers (realistic by default;
+    use ``demo_delay=0`` in tests). Scripted replies carry their own pacing.
 
     >>> with FakeModelServer(default=None) as srv:  # doctest: +SKIP
     ...     srv.enqueue_text("Hello world")
@@ -240,9 +252,9 @@ class FakeModelServer:
         default: DefaultResponder = "demo",
         demo_delay: float = 0.015,
         demo_chunk_size: int = 5,
-        record_to: str | None = None,
+        record_to: str | os.PathLike[str] | None = None,
         upstream: str | None = None,
-        replay: str | None = None,
+        replay: str | os.PathLike[str] | None = None,
         upstream_timeout: float = 120.0,
         max_requests_kept: int = 1000,
     ) -> None:
@@ -284,8 +296,9 @@ class FakeModelServer:
             if self._replay is not None:
                 self.cassette = Cassette.load(self._replay)
             elif self._record_to is not None:
-                self.cassette = Cassette(self._record_to)  # a recording starts a fresh file
-                self.cassette.save()
+                # A recording starts a fresh cassette; the old file is replaced only when the
+                # first interaction is written (atomically), never merely by starting.
+                self.cassette = Cassette(self._record_to)
             self.stopping = threading.Event()
             httpd = _HTTPServer(("127.0.0.1", self._port), self)
             port = httpd.server_address[1]
@@ -537,8 +550,9 @@ class _HTTPServer(ThreadingHTTPServer):
             socks = [*live.values(), *self.upstream_socks]
         for sock in socks:
             shutdown_socket(sock)
+        deadline = time.monotonic() + _JOIN_TIMEOUT  # one bound for all, not one per thread
         for thread in live:
-            thread.join(_JOIN_TIMEOUT)
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 class _Handler(BaseHTTPRequestHandler):
