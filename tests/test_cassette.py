@@ -233,3 +233,44 @@ def test_constructor_rejects_conflicting_modes(tmp_path: Path) -> None:
         FakeModelServer(record_to=str(tmp_path / "c.json"))
     with pytest.raises(ValueError, match="not both"):
         FakeModelServer(replay="a.json", record_to="b.json", upstream="http://x/v1")
+
+
+def test_stop_cuts_a_proxied_request_waiting_on_upstream(
+    tmp_path: Path, upstream: FakeModelServer
+) -> None:
+    upstream.enqueue_hang(30)
+    recorder = FakeModelServer(record_to=str(tmp_path / "c.json"), upstream=upstream.base_url)
+    recorder.start()
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            chat(recorder.base_url)
+        except Exception as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    deadline = time.monotonic() + 3
+    while upstream.request_count == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    port = recorder.port
+    start = time.perf_counter()
+    recorder.stop()
+    caller.join(5)
+    assert time.perf_counter() - start < 2
+    assert not [t for t in threading.enumerate() if t.name.startswith(f"FakeModelServer:{port}")]
+    assert len(outcome) == 1 and isinstance(outcome[0], openai.APIConnectionError)
+    assert not (tmp_path / "c.json").exists()  # nothing complete to record
+
+
+def test_upstream_drop_is_relayed_as_a_drop_and_not_recorded(
+    tmp_path: Path, upstream: FakeModelServer
+) -> None:
+    upstream.enqueue_drop(after_chunks=2, text="cut short by upstream")
+    path = tmp_path / "c.json"
+    recorder = FakeModelServer(record_to=str(path), upstream=upstream.base_url)
+    with recorder, pytest.raises(openai.APIConnectionError) as info:
+        chat(recorder.base_url)
+    assert "dropped in the middle" in describe_error(info.value)
+    assert not path.exists()

@@ -16,7 +16,7 @@ from typing import Any
 import openai
 import pytest
 
-from jupyter_agentmem.testing import FakeModelServer, demo_reply
+from jupyter_agentmem.testing import DemoReply, FakeModelServer, demo_reply
 from jupyter_agentmem.testing.demo import SUMMARY_PREFIX
 
 USER = [{"role": "user", "content": "hi"}]
@@ -283,6 +283,23 @@ def test_client_disconnect_is_counted(srv: FakeModelServer) -> None:
     while srv.client_disconnects == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert srv.client_disconnects == 1
+
+
+def test_callable_default_responder() -> None:
+    def responder(body: Any) -> DemoReply:
+        if body["messages"][-1]["content"] == "fail":
+            raise ValueError("scripted failure")
+        return DemoReply(text=f"echo {body['messages'][-1]['content']}")
+
+    with FakeModelServer(default=responder) as server:
+        client = client_for(server)
+        answer = client.chat.completions.create(model="m", messages=USER)
+        assert answer.choices[0].message.content == "echo hi"
+        with pytest.raises(openai.InternalServerError, match="ValueError: scripted failure"):
+            client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "fail"}]
+            )
+        assert len(server.errors) == 1
 
 
 # -- the demo model ---------------------------------------------------------------------------

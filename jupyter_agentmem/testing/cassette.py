@@ -34,6 +34,7 @@ __all__ = [
     "Cassette",
     "CassetteError",
     "Interaction",
+    "iter_lines",
     "iter_sse_data",
     "normalise_request",
     "open_upstream",
@@ -272,12 +273,13 @@ def open_upstream(
     body: bytes,
     headers: Mapping[str, str],
     timeout: float,
-) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-    """POST ``body`` to ``upstream`` + ``path`` and return the (unread) streaming response.
+) -> http.client.HTTPConnection:
+    """POST ``body`` to ``upstream`` + ``path``; the caller then calls ``getresponse()``.
 
     ``upstream`` is a base URL such as ``https://api.openai.com/v1``; ``path`` is
     the part after ``/v1`` (``/chat/completions``). Only :data:`FORWARDED_HEADERS`
-    are passed on. The caller owns and must close the returned connection.
+    are passed on. The response is left unread so the caller can first register
+    ``conn.sock`` for cancellation, then stream it. The caller must close ``conn``.
     """
     url = urllib.parse.urlsplit(upstream.rstrip("/"))
     if url.scheme not in {"http", "https"} or not url.hostname:
@@ -288,10 +290,27 @@ def open_upstream(
     sent["Content-Length"] = str(len(body))
     try:
         conn.request("POST", url.path + path, body=body, headers=sent)
-        return conn, conn.getresponse()
+        return conn
     except BaseException:
         conn.close()
         raise
+
+
+def iter_lines(resp: http.client.HTTPResponse) -> Iterator[bytes]:
+    """Lines of a streamed upstream body as they arrive; ``IncompleteRead`` if it was cut.
+
+    Why ``read1`` and not ``readline``: ``http.client`` reports a chunked body that
+    ends without its final zero-length chunk as a quiet end of file when read line
+    by line, so a dropped stream would be recorded as a complete answer. ``read1``
+    raises instead, and returns whatever has arrived without waiting for more.
+    """
+    partial = b""
+    while data := resp.read1(65536):
+        *lines, partial = (partial + data).split(b"\n")
+        for line in lines:
+            yield line + b"\n"
+    if partial:
+        yield partial
 
 
 def iter_sse_data(lines: Iterable[bytes]) -> Iterator[str]:

@@ -15,6 +15,7 @@ leaves no thread behind.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import itertools
 import json
 import os
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal, cast
 
-from .cassette import Cassette, Interaction, iter_sse_data, open_upstream
+from .cassette import Cassette, Interaction, iter_lines, iter_sse_data, open_upstream
 from .demo import DemoReply, demo_reply, estimate_tokens, prompt_chars
 
 __all__ = ["DefaultResponder", "FakeModelServer", "Reply"]
@@ -479,7 +480,12 @@ class FakeModelServer:
                 "no_reply_queued",
             )
         responder = demo_reply if self._default == "demo" else self._default
-        answer = responder(body)
+        try:
+            answer = responder(body)
+        except Exception as exc:  # a user's responder failed: say so instead of hanging up
+            self.note_error()
+            message = f"default responder raised {type(exc).__name__}: {exc}"
+            return Error(500, message, (), "server_error", "responder_error")
         if answer.tool_calls:
             calls = tuple(
                 (None, call.name, json.dumps(call.arguments)) for call in answer.tool_calls
@@ -519,8 +525,18 @@ class _HTTPServer(ThreadingHTTPServer):
         self.owner = owner
         self._live_lock = threading.Lock()
         self._live: dict[threading.Thread, socket.socket] = {}
-        self.upstream_socks: set[socket.socket] = set()
+        self._upstream_socks: set[socket.socket] = set()
         super().__init__(address, _Handler)
+
+    def track_upstream(self, sock: socket.socket | None, add: bool) -> None:
+        """Remember (or forget) a proxy's upstream socket, so ``stop()`` can cut it too."""
+        if sock is None:
+            return
+        with self._live_lock:
+            if add:
+                self._upstream_socks.add(sock)
+            else:
+                self._upstream_socks.discard(sock)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         thread = threading.Thread(
@@ -547,7 +563,7 @@ class _HTTPServer(ThreadingHTTPServer):
         """Cut every open client and upstream socket, then join the connection threads."""
         with self._live_lock:
             live = dict(self._live)
-            socks = [*live.values(), *self.upstream_socks]
+            socks = [*live.values(), *self._upstream_socks]
         for sock in socks:
             shutdown_socket(sock)
         deadline = time.monotonic() + _JOIN_TIMEOUT  # one bound for all, not one per thread
@@ -724,53 +740,68 @@ class _Handler(BaseHTTPRequestHandler):
         """Forward to the upstream, stream the answer back as it arrives, record it."""
         owner, httpd = self.owner, cast(_HTTPServer, self.server)
         assert owner.upstream is not None and owner.cassette is not None
-        headers = {k: v for k, v in self.headers.items()}
+        headers = dict(self.headers.items())
         try:
-            conn, resp = open_upstream(
+            conn = open_upstream(
                 owner.upstream, "/chat/completions", raw, headers, owner.upstream_timeout
             )
         except (OSError, ValueError) as exc:
-            message = f"Cannot reach upstream {owner.upstream}: {type(exc).__name__}"
-            self._send_json(502, error_body(message, "server_error", "upstream_unreachable"))
+            self._upstream_failed(exc)
             return
-        if conn.sock is not None:
-            httpd.upstream_socks.add(conn.sock)
-        secrets = [
-            v.split()[-1]
-            for k, v in headers.items()
-            if k.lower() in {"authorization", "api-key"} and v.split()
-        ]
+        upstream_sock = conn.sock
+        httpd.track_upstream(upstream_sock, add=True)  # before blocking: stop() can cut it
         try:
-            content_type = resp.getheader("Content-Type", "application/json")
-            if resp.status == 200 and content_type.startswith("text/event-stream"):
-                self._start_stream()
-                chunks: list[str] = []
-                for payload in iter_sse_data(resp):
+            if owner.stopping.is_set():
+                return
+            try:
+                resp = conn.getresponse()
+            except (OSError, http.client.HTTPException) as exc:
+                self._upstream_failed(exc)
+                return
+            interaction = self._relay(resp, body)
+            if interaction is not None:
+                secrets = [
+                    v.split()[-1]
+                    for k, v in headers.items()
+                    if k.lower() in {"authorization", "api-key"} and v.split()
+                ]
+                owner.cassette.append(interaction.redacted(secrets))
+        finally:
+            httpd.track_upstream(upstream_sock, add=False)
+            conn.close()
+
+    def _upstream_failed(self, exc: BaseException) -> None:
+        message = f"Cannot reach upstream {self.owner.upstream}: {type(exc).__name__}"
+        self._send_json(502, error_body(message, "server_error", "upstream_unreachable"))
+
+    def _relay(self, resp: http.client.HTTPResponse, body: Mapping[str, Any]) -> Interaction | None:
+        """Pass the upstream response on; the interaction to record, or ``None`` if cut short."""
+        content_type = resp.getheader("Content-Type") or "application/json"
+        if resp.status == 200 and content_type.startswith("text/event-stream"):
+            self._start_stream()
+            chunks: list[str] = []
+            try:
+                for payload in iter_sse_data(iter_lines(resp)):
                     chunks.append(payload)
                     if not self._event(payload):
-                        return  # client gone: an incomplete exchange is not recorded
-                self._write(b"0\r\n\r\n")
-                interaction = Interaction(dict(body), 200, chunks=tuple(chunks))
-            else:
-                data = resp.read()
-                passed = [
-                    (k, v)
-                    for k, v in resp.getheaders()
-                    if k.lower() in {"retry-after", "retry-after-ms", "x-request-id"}
-                ]
-                self._send_json(resp.status, data, passed, content_type)
-                try:
-                    stored: Any = json.loads(data)
-                except ValueError:
-                    stored = data.decode("utf-8", "replace")
-                interaction = Interaction(
-                    dict(body), resp.status, body=stored, content_type=content_type
-                )
-            owner.cassette.append(interaction.redacted(secrets))
-        finally:
-            if conn.sock is not None:
-                httpd.upstream_socks.discard(conn.sock)
-            conn.close()
+                        return None  # client gone: an incomplete exchange is not recorded
+            except (OSError, http.client.HTTPException):
+                self._abort()  # upstream dropped: drop the client too, record nothing
+                return None
+            self._write(b"0\r\n\r\n")
+            return Interaction(dict(body), 200, chunks=tuple(chunks))
+        data = resp.read()
+        passed = [
+            (k, v)
+            for k, v in resp.getheaders()
+            if k.lower() in {"retry-after", "retry-after-ms", "x-request-id"}
+        ]
+        self._send_json(resp.status, data, passed, content_type)
+        try:
+            stored: Any = json.loads(data)
+        except ValueError:
+            stored = data.decode("utf-8", "replace")
+        return Interaction(dict(body), resp.status, body=stored, content_type=content_type)
 
 
 def shutdown_socket(sock: socket.socket) -> None:
