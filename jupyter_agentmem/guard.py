@@ -1,0 +1,362 @@
+"""Memory-pressure protection: evict agent sessions before the kernel is OOM-killed.
+
+Why a thread: the kernel is most at risk while a long cell runs, when an
+asyncio task would be frozen.  Why the notice waits for the cell to end: on
+ipykernel 7 anything a background thread prints lands in whatever cell happens
+to run.  So the guard (and any ``jupyter_agentmem`` warning logged from a
+background thread, such as the monitor's status changes) queues a message in
+:class:`Notices`, which shows it from ``post_run_cell`` in the kernel thread.
+
+The limit is re-read on every check (``MemoryMonitor`` does it), so setting
+``os.environ["MEM_LIMIT"]`` or ``%agent_memory limits --mem-limit`` takes effect
+at the next check, with or without a dashboard open.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import html
+import logging
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .config import AgentMem
+    from .extension import KernelContext
+
+log = logging.getLogger(__name__)
+PACKAGE_LOGGER = "jupyter_agentmem"
+
+
+# -------------------------------------------------------------------- notices
+class _ThreadLogHandler(logging.Handler):
+    """Routes package warnings logged from background threads to the notice queue.
+
+    Records from the kernel (main) thread are left alone: when no handler is
+    configured they go to ``logging.lastResort`` exactly as before.  Pending
+    records of the same kind (logger and format string) keep only the latest,
+    so "memory ok -> critical -> warning" shows one line, not three.
+    """
+
+    def __init__(self, notices: Notices) -> None:
+        super().__init__(logging.WARNING)
+        self.notices = notices
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if threading.current_thread() is threading.main_thread():
+            last = logging.lastResort
+            if not logging.getLogger().handlers and last and record.levelno >= last.level:
+                last.handle(record)
+            return
+        text = f"jupyter-agentmem {record.levelname.lower()}: {record.getMessage()}"
+        self.notices.post(text, key=f"{record.name}:{record.msg}")  # latest of each kind
+
+
+class Notices:
+    """A small queue of messages from background threads, shown at the end of a cell.
+
+    ``post(text, key)`` replaces a pending message with the same key, so a
+    condition repeated every check is shown once; at most ``maxlen`` wait.
+    """
+
+    def __init__(self, shell: Any, maxlen: int = 20) -> None:
+        self.shell = shell
+        self._lock = threading.Lock()
+        self._pending: dict[str, str] = {}
+        self._maxlen = maxlen
+        self.generation = 0  # bumped by every flush that showed something
+        self.shown: deque[str] = deque(maxlen=50)
+        self._handler = _ThreadLogHandler(self)
+        self._installed = False
+
+    def post(self, text: str, key: str | None = None) -> None:
+        with self._lock:
+            self._pending.pop(key or text, None)
+            if len(self._pending) < self._maxlen:
+                self._pending[key or text] = text
+
+    def pending(self) -> list[str]:
+        with self._lock:
+            return list(self._pending.values())
+
+    def flush(self, *_args: Any) -> list[str]:
+        """Show the pending messages (``post_run_cell``: kernel thread); never raises."""
+        with self._lock:
+            messages = list(self._pending.values())
+            self._pending.clear()
+            if messages:
+                self.generation += 1
+        for text in messages:
+            self.shown.append(text)
+            try:
+                from IPython.display import display
+
+                body = html.escape(text)
+                display({"text/plain": text, "text/html": "<div style='border-left:4px solid "
+                         f"#ef6c00;padding:2px 8px;background:#fff3e0'>{body}</div>"}, raw=True)  # type: ignore[no-untyped-call]
+            except Exception:  # a notice must never break a cell
+                log.debug("could not display a notice", exc_info=True)
+        return messages
+
+    def install(self) -> None:
+        if self._installed:
+            return
+        self._installed = True
+        if self.shell is not None:
+            self.shell.events.register("post_run_cell", self.flush)
+        logging.getLogger(PACKAGE_LOGGER).addHandler(self._handler)
+
+    def close(self) -> None:
+        if not self._installed:
+            return
+        self._installed = False
+        logging.getLogger(PACKAGE_LOGGER).removeHandler(self._handler)
+        if self.shell is not None and self.flush in self.shell.events.callbacks["post_run_cell"]:
+            self.shell.events.unregister("post_run_cell", self.flush)
+
+
+_NOTICES: weakref.WeakKeyDictionary[KernelContext, Notices] = weakref.WeakKeyDictionary()
+_GUARDS: weakref.WeakKeyDictionary[KernelContext, MemoryGuard] = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+def install_notices(context: KernelContext) -> Notices:
+    """The kernel's notice queue (idempotent); removed again at unload."""
+    with _LOCK:
+        notices = _NOTICES.get(context)
+        if notices is None:
+            notices = _NOTICES[context] = Notices(context.shell)
+            notices.install()
+            context.add_closer("notices", notices.close)
+        return notices
+
+
+# ---------------------------------------------------------------------- guard
+class _Monitor(Protocol):
+    def check(self, detailed: bool = False) -> dict[str, Any]: ...
+
+
+class _Manager(Protocol):
+    def live_ids(self) -> list[str]: ...
+    def evict(self, session_id: str) -> bool: ...
+    def stats(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class GuardReport:
+    """What one relief did."""
+
+    time: float
+    pct_before: float
+    pct_after: float
+    status_after: str
+    limit_bytes: int
+    limit_source: str
+    evicted: int
+    estimated_freed: int
+    left_in_memory: int
+
+
+_trim: Any = None
+
+
+def release_memory() -> None:
+    """``gc.collect()`` then glibc ``malloc_trim(0)``: freed heap pages go back to the OS,
+    otherwise RSS may not drop after the sessions are gone."""
+    global _trim
+    gc.collect()
+    if _trim is None:
+        try:
+            _trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _trim = False
+    if _trim:
+        _trim(0)
+
+
+class MemoryGuard:
+    """Checks memory every ``interval`` s; at ``critical`` evicts LRU sessions to the store.
+
+    Eviction goes least recently used first, in growing batches (4, 8, 16...),
+    re-checking after each batch, and stops once the status is back to ``ok``
+    (under the warning level) or no session is left in memory.  ``notify(key,
+    text)`` receives one message per relief; repeated "nothing left to evict"
+    conditions are reported once per critical episode.
+    """
+
+    THREAD_NAME = "agentmem-guard"
+
+    def __init__(self, monitor: _Monitor, manager: _Manager, *, interval: float = 2.0,
+                 config: AgentMem | None = None,
+                 notify: Callable[[str, str], None] | None = None,
+                 release: Callable[[], None] = release_memory, first_batch: int = 4) -> None:
+        self.monitor, self.manager, self.config = monitor, manager, config
+        self._interval, self._notify, self._release = interval, notify, release
+        self.first_batch = max(1, first_batch)
+        self.reports: deque[GuardReport] = deque(maxlen=20)
+        self.checks = 0
+        self._episode: GuardReport | None = None  # what this critical period did so far
+        self._told_empty = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failed: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.config.memory_guard) if self.config is not None else True
+
+    @property
+    def interval(self) -> float:
+        value = self.config.guard_interval if self.config is not None else self._interval
+        return max(0.05, float(value))
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def evicted_total(self) -> int:
+        return sum(r.evicted for r in self.reports)
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name=self.THREAD_NAME, daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        """Stop the thread (unload / shutdown); idempotent."""
+        thread, self._thread = self._thread, None
+        self._stop.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.check_once()
+                self._failed = None
+            except Exception as exc:  # keep guarding; say so once per distinct failure
+                text = f"{type(exc).__name__}: {exc}"
+                if text != self._failed:
+                    self._failed = text
+                    log.warning("memory guard check failed: %s", text)
+
+    def check_once(self) -> GuardReport | None:
+        """One check; relieves the pressure when the status is critical."""
+        if not self.enabled:
+            return None
+        snap = self.monitor.check()
+        self.checks += 1
+        if snap.get("status") != "critical":
+            self._episode, self._told_empty = None, False
+            return None
+        return self.relieve(snap)
+
+    def relieve(self, snap: dict[str, Any]) -> GuardReport | None:
+        """Evict LRU sessions until memory is back under the warning level."""
+        ids = self.manager.live_ids()
+        if not ids:
+            if not self._told_empty:
+                self._told_empty = True
+                self._tell("guard-empty", _empty_text(snap))
+            return None
+        before = int(self.manager.stats().get("estimated_bytes") or 0)
+        evicted, done, batch, after = 0, 0, self.first_batch, snap
+        while done < len(ids):
+            chosen = ids[done : done + batch]
+            for sid in chosen:
+                try:
+                    self.manager.evict(sid)
+                except Exception:  # a store failure keeps that session; try the next
+                    log.debug("guard could not evict %r", sid, exc_info=True)
+            live = set(self.manager.live_ids())  # evict() is True even when the write failed
+            evicted += sum(sid not in live for sid in chosen)
+            done, batch = done + batch, batch * 2
+            self._release()
+            after = self.monitor.check()
+            if after.get("status") == "ok":
+                break
+        stats = self.manager.stats()
+        report = GuardReport(time.time(), float(snap.get("usage_pct") or 0),
+                             float(after.get("usage_pct") or 0), str(after.get("status")),
+                             int(snap.get("limit_bytes") or 0), str(snap.get("limit_source")),
+                             evicted, max(0, before - int(stats.get("estimated_bytes") or 0)),
+                             int(stats.get("sessions_in_memory") or 0))
+        self.reports.append(report)
+        log.info("memory guard: %s", report)
+        if evicted:  # one message per critical period: a pending one is replaced, not added
+            ep = self._episode
+            self._episode = report if ep is None else replace(
+                report, pct_before=ep.pct_before, evicted=ep.evicted + evicted,
+                estimated_freed=ep.estimated_freed + report.estimated_freed)
+            self._tell("guard", report_text(self._episode))
+        return report
+
+    def _tell(self, key: str, text: str) -> None:
+        if self._notify is not None:
+            self._notify(key, text)
+        else:
+            log.warning("%s", text)
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.0f} MiB"
+
+
+def report_text(r: GuardReport) -> str:
+    """The one message the user sees for a relief."""
+    text = (f"Memory guard: kernel memory reached {r.pct_before:.0f}% of {_mib(r.limit_bytes)} "
+            f"({r.limit_source}); evicted {r.evicted} least-recently-used agent session(s) "
+            f"(~{_mib(r.estimated_freed)} estimated) to the store; they are restored "
+            f"automatically when used. Now {r.pct_after:.0f}%.")
+    if r.status_after == "critical":
+        text += " Still critical: free large objects (del ...) or raise the limit."
+    return text
+
+
+def _empty_text(snap: dict[str, Any]) -> str:
+    return (f"Memory guard: kernel memory is at {float(snap.get('usage_pct') or 0):.0f}% of "
+            f"{_mib(int(snap.get('limit_bytes') or 0))} ({snap.get('limit_source')}) and no "
+            "agent session is left in memory to evict: free large objects (del df; "
+            "gc.collect()) or raise the limit.")
+
+
+def install_guard(context: KernelContext) -> MemoryGuard:
+    """Start the kernel's memory guard (idempotent); it stops when the extension unloads."""
+    notices = install_notices(context)
+    with _LOCK:
+        guard = _GUARDS.get(context)
+        if guard is None or not guard.alive:
+            guard = _GUARDS[context] = MemoryGuard(
+                context.monitor, context.manager, config=context.config,
+                notify=lambda key, text: notices.post(text, key))
+            guard.start()
+            context.add_closer("memory guard", guard.close)
+        return guard
+
+
+def get_guard(context: KernelContext) -> MemoryGuard | None:
+    return _GUARDS.get(context)
+
+
+def describe_guard(context: KernelContext) -> str:
+    """One line for the dashboard and ``stats``: off, on, and what it last did."""
+    guard = _GUARDS.get(context)
+    if guard is None or not guard.alive:
+        return "memory guard: not running (install_guard / memory_guard=True)"
+    if not guard.enabled:
+        return "memory guard: disabled (memory_guard=False)"
+    last = guard.reports[-1] if guard.reports else None
+    line = f"memory guard: on, every {guard.interval:g} s"
+    if last is not None:
+        line += (f"; evicted {guard.evicted_total} session(s), last at "
+                 f"{time.strftime('%H:%M:%S', time.localtime(last.time))} "
+                 f"({last.pct_before:.0f}% -> {last.pct_after:.0f}%)")
+    return line
