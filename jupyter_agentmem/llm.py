@@ -319,10 +319,10 @@ def _request_of(exc: BaseException) -> Any:
 
 
 def _base_url_of(request: Any) -> str:
-    """The base URL the failed request went to (no credentials are ever in it)."""
+    """The base URL the failed request went to, without any ``user:password@`` part."""
     if request is None:
         return "the model server"
-    url = str(request.url)
+    url = re.sub(r"//[^/@]*@", "//", str(request.url))
     cut = url.find("/chat/completions")
     return url[:cut] if cut >= 0 else url
 

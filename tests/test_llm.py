@@ -282,6 +282,13 @@ def test_connection_refused() -> None:
             list(stream_chat(client, model="m", messages=USER))
     message = describe_error(info.value)
     assert message.startswith(f"Cannot reach http://127.0.0.1:{port}/v1: is the server running?")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://user:pw-secret@127.0.0.1:{sock.getsockname()[1]}/v1"
+        client = make_client(url, KEY, max_retries=0, timeout=5)
+        with pytest.raises(openai.APIConnectionError) as info:
+            list(stream_chat(client, model="m", messages=USER))
+    assert "pw-secret" not in describe_error(info.value)
 
 
 def test_timeout(srv: FakeModelServer) -> None:
