@@ -239,6 +239,9 @@ def test_stop_leaves_no_thread_frees_port_and_does_not_wait_for_hangs() -> None:
     server.enqueue_hang(30)
     hanging = socket.create_connection(("127.0.0.1", port))  # a client that never finishes
     hanging.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}")
+    deadline = time.monotonic() + 5
+    while server.pending and time.monotonic() < deadline:  # the raw request took the hang
+        time.sleep(0.01)
     idle = socket.create_connection(("127.0.0.1", port))  # connected, sends nothing
     list(client.chat.completions.create(model="m", messages=USER, stream=True))
     time.sleep(0.05)
