@@ -120,8 +120,9 @@ json_values = st.recursive(
     max_leaves=12,
 )
 messages = st.lists(
-    st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "tool"])}).flatmap(
-        lambda m: st.fixed_dictionaries({**{k: st.just(v) for k, v in m.items()}, "x": json_values})
+    st.fixed_dictionaries(
+        {"role": st.sampled_from(["user", "assistant", "tool"]), "content": json_values},
+        optional={"name": st.text(max_size=10), "extra": json_values},
     ),
     max_size=6,
 )
