@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from jupyter_agentmem.errors import SessionConflictError, StoreCorruptError, StoreError
 from jupyter_agentmem.sessions import SessionManager
-from jupyter_agentmem.stores import open_store
+from jupyter_agentmem.stores import SessionStore, open_store
 from jupyter_agentmem.stores.redis import RedisStore, public_url
 
 from . import redis_server as server_helper
@@ -171,6 +171,9 @@ def test_list_count_delete_with_glob_characters_in_ids(
 ) -> None:
     for sid in TRICKY_IDS:
         store.save(sid, doc(sid, [sid]))
+    other = open_store(server.url)  # the URL alone picks this store
+    assert isinstance(other, RedisStore) and isinstance(other, SessionStore)
+    other.close()
     other = RedisStore(server.url, prefix=prefix + "other:")
     other.save("*", doc("*", ["elsewhere"]))
     assert sorted(store.list_ids()) == sorted(TRICKY_IDS)
