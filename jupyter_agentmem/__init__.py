@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from .agent import Agent, ModelError
     from .errors import (
         AgentMemError,
         InvalidMessageError,
@@ -46,9 +47,19 @@ _EXPORTS = {
     "StoreCorruptError": "errors",
     "SessionConflictError": "errors",
     "SummarizerError": "errors",
+    "Agent": "agent",
+    "ModelError": "agent",
 }
 
-__all__ = [*_EXPORTS, "__version__"]
+__all__ = [
+    *_EXPORTS,
+    "__version__",
+    "agent_tool",
+    "get_manager",
+    "load_ipython_extension",
+    "register_tool",
+    "unload_ipython_extension",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -62,3 +73,38 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext jupyter_agentmem``: one SessionManager for the kernel, and the magics."""
+    from .extension import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext jupyter_agentmem``: stop threads, remove hooks, flush sessions."""
+    from .extension import unload
+
+    unload()
+
+
+def get_manager() -> Any:
+    """The kernel's :class:`SessionManager` (after ``%load_ext jupyter_agentmem``)."""
+    from .extension import get_manager as _get_manager
+
+    return _get_manager()
+
+
+def agent_tool(fn: Any = None, *, name: str | None = None) -> Any:
+    """Decorator: make a typed notebook function a tool for ``%%agent``."""
+    from .tools import agent_tool as _agent_tool
+
+    return _agent_tool(fn, name=name)
+
+
+def register_tool(fn: Any, name: str | None = None) -> Any:
+    """Register ``fn`` as a tool for ``%%agent`` (like ``@agent_tool``)."""
+    from .tools import register_tool as _register_tool
+
+    return _register_tool(fn, name)

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 
 class AgentMemError(Exception):
-    """Base class of every error raised by jupyter-agentmem."""
+    """Base class of every error raised by jupyter-agentmem.
+
+    In IPython these render as one line (``Name: message``) instead of a
+    traceback wall: the message already says what to do, and ``%debug`` or
+    ``%tb`` still show the full traceback when wanted.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
 
 
 class InvalidMessageError(AgentMemError, TypeError):

@@ -122,15 +122,15 @@ class SessionManager:
             self._counters[counter] += amount
 
     def _over_budget(self) -> bool:
+        """A lock-free hint (the decision is re-made under the lock): is there work?"""
+        live = self._live
+        if len(live) > self.max_sessions or self._bytes > self.max_memory_bytes:
+            return time.time() >= self._store_down_until
+        if self.idle_timeout is None or not live:
+            return False
         with self.lock:
-            if not self._live or time.time() < self._store_down_until:
-                return False
-            if len(self._live) > self.max_sessions or self._bytes > self.max_memory_bytes:
-                return True
-            if self.idle_timeout is None:
-                return False
-            oldest = next(iter(self._live.values()))
-            return oldest.last_access <= time.time() - self.idle_timeout
+            oldest = next(iter(live.values()), None)
+            return oldest is not None and oldest.last_access <= time.time() - self.idle_timeout
 
     def _after_change(self) -> None:
         """Restore the invariants (count, bytes, idle) after any operation."""

@@ -202,23 +202,29 @@ class ConversationState:
         return self._messages is not None
 
     # ------------------------------------------------------------- life cycle
-    @contextmanager
-    def _loaded(self) -> Iterator[list[Message]]:
-        """Hold the lock on a loaded state, restoring it from the store first if evicted."""
+    def _acquire(self) -> tuple[list[Message], threading.RLock]:
+        """Take the lock of a loaded state, restoring it from the store first if it was
+        evicted. Returns the window and the lock object to release."""
         while True:
             if self._messages is None and self._owner is not None:
                 self._owner._restore_into(self)
-            self._lock.acquire()
+            lock = self._lock
+            lock.acquire()
             messages = self._messages
-            if messages is not None:
-                break
-            self._lock.release()
-            if self._owner is None:
+            if messages is not None and lock is self._lock:
+                return messages, lock
+            lock.release()
+            if self._messages is None and self._owner is None:
                 raise StoreCorruptError(f"session {self.session_id!r} is evicted and has no owner")
+
+    @contextmanager
+    def _loaded(self) -> Iterator[list[Message]]:
+        """``with`` form of :meth:`_acquire`."""
+        messages, lock = self._acquire()
         try:
             yield messages
         finally:
-            self._lock.release()
+            lock.release()
 
     def _changed(self) -> None:
         """Re-measure after a mutation and tell the owner (call with the lock held)."""
@@ -228,17 +234,19 @@ class ConversationState:
         if self._owner is not None:
             self._owner._account(self, delta)
 
-    def _settle(self) -> None:
+    def _settle(self, auto_compact: bool = True) -> None:
         """Work that must run without the lock: inline compaction, then the owner's budget."""
         policy = self.policy
+        summarizer = policy.summarizer
         if (
-            policy.auto_compact
-            and policy.summarizer is not None
-            and policy.summarizer.is_local
+            auto_compact
+            and summarizer is not None
+            and summarizer.is_local
+            and policy.auto_compact
             and self.needs_compaction()
         ):
             with contextlib.suppress(SummarizerError):  # recorded in last_error; messages stay
-                self.compact(policy.summarizer)
+                self.compact(summarizer)
         if self._owner is not None:
             self._owner._after_change()
 
@@ -250,37 +258,42 @@ class ConversationState:
         Raises :class:`InvalidMessageError` if it is not JSON-shaped, because such a
         message could not be persisted when the session is evicted.
         """
-        size = message_size(message)
-        counter = self.policy.token_counter
-        tokens = counter(message_text(message)) if counter is not None else 0
-        with self._loaded() as messages:
-            messages.append(message)
-            self._sizes.append(size)
-            self._window_bytes += size
-            if counter is not None:
-                self._tokens.append(tokens)
-                self._window_tokens += tokens
-            self.total_turns += 1
-            self.last_access = time.time()
-            self._changed()
-        self._settle()
+        self._append([message], [message_size(message)])
 
-    def add_messages(self, messages: Sequence[Message]) -> None:
-        """Append several messages (validated first, so a bad one adds nothing)."""
-        sizes = [message_size(m) for m in messages]
+    def add_messages(self, messages: Sequence[Message], *, auto_compact: bool = True) -> None:
+        """Append several messages atomically (all validated first: a bad one adds nothing).
+
+        ``auto_compact=False`` skips inline compaction for this call, for callers
+        that compact with a model afterwards (the ``%%agent`` loop).
+        """
+        self._append(list(messages), [message_size(m) for m in messages], auto_compact)
+
+    def record_truncation(self, saved_chars: int) -> None:
+        """Count characters a truncator kept out of this session (shown by the dashboard)."""
+        if saved_chars <= 0:
+            return
+        with self._lock:
+            self.truncated_bytes_saved += saved_chars
+        if self._owner is not None:
+            self._owner._note("truncated_bytes_saved", saved_chars)
+
+    def _append(self, batch: list[Message], sizes: list[int], auto_compact: bool = True) -> None:
         counter = self.policy.token_counter
-        tokens = [counter(message_text(m)) for m in messages] if counter is not None else []
-        with self._loaded() as window:
-            window.extend(messages)
+        tokens = [counter(message_text(m)) for m in batch] if counter is not None else None
+        window, lock = self._acquire()
+        try:
+            window.extend(batch)
             self._sizes.extend(sizes)
             self._window_bytes += sum(sizes)
-            if counter is not None:
+            if tokens is not None:
                 self._tokens.extend(tokens)
                 self._window_tokens += sum(tokens)
-            self.total_turns += len(messages)
+            self.total_turns += len(batch)
             self.last_access = time.time()
             self._changed()
-        self._settle()
+        finally:
+            lock.release()
+        self._settle(auto_compact)
 
     def add_tool_result(self, tool_call_id: str, output: Any, name: str | None = None) -> Message:
         """Truncate a tool's output (see ``ToolOutputTruncator``) and add it as a ``tool`` message.
@@ -292,13 +305,8 @@ class ConversationState:
         message: Message = {"role": "tool", "tool_call_id": tool_call_id, "content": result.text}
         if name:
             message["name"] = name
-        saved = result.saved_chars
         self.add_message(message)
-        if saved:
-            with self._lock:
-                self.truncated_bytes_saved += saved
-            if self._owner is not None:
-                self._owner._note("truncated_bytes_saved", saved)
+        self.record_truncation(result.saved_chars)
         return message
 
     @property

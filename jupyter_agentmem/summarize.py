@@ -20,7 +20,6 @@ from .errors import SummarizerError
 Message = dict[str, Any]
 
 SUMMARY_PREFIX = "Summary of earlier conversation:\n"
-_SPACES = re.compile(r"\s+")
 _CONDENSED = re.compile(r"^\[… (\d+) earlier points condensed\]$")
 
 
@@ -60,7 +59,7 @@ def message_text(message: Message) -> str:
 
 
 def _clip(text: str, limit: int) -> str:
-    text = _SPACES.sub(" ", text).strip()
+    text = " ".join(text[: limit * 2].split())  # never scan a huge message in full
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -1,0 +1,73 @@
+"""One ``%%agent`` turn in a notebook cell: the Agent's events through a CellRenderer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .agent import DEMO_NOTICE, ModelError
+from .render import AgentAnswer, CellRenderer
+
+if TYPE_CHECKING:
+    from .extension import KernelContext
+
+
+def run_agent_cell(
+    context: KernelContext,
+    prompt: str,
+    *,
+    session: str = "default",
+    model: str | None = None,
+    system: str | None = None,
+    tools: Iterable[str] | bool | None = None,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    namespace: Mapping[str, Any] | None = None,
+    live: bool = True,
+    output_format: str = "markdown",
+) -> AgentAnswer:
+    """Stream one turn into the current cell and return the answer.
+
+    Ctrl-C keeps the partial answer visible (and stored, marked as interrupted)
+    and re-raises, so "Run all" stops as the user asked. A model error shows the
+    partial output, leaves the session unchanged and raises :class:`ModelError`,
+    whose traceback is one line.
+    """
+    agent = context.agent
+    config = context.config
+    response = agent.chat(
+        prompt,
+        session,
+        model=model,
+        system=system,
+        tools=tools,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        namespace=namespace,
+    )
+    endpoint = agent.endpoint(model)
+    if endpoint.is_demo and endpoint.defaulted and not agent.demo_notice_shown:
+        from IPython.display import Markdown, display
+
+        agent.demo_notice_shown = True
+        display(Markdown(f"ℹ️ {DEMO_NOTICE}"))
+    renderer = CellRenderer(
+        f"{endpoint.model} · session {session}",
+        live=live,
+        interval=config.render_interval,
+        bytes_per_second=config.render_bytes_per_second,
+    )
+    events = response.events()
+    try:
+        for event in events:
+            renderer.feed(event)
+    except KeyboardInterrupt:
+        events.close()  # commits the partial turn if the interrupt hit outside the stream
+        renderer.stopped(response, "⏹ interrupted")
+        raise
+    except ModelError:
+        if renderer.text or renderer.tool_count:
+            renderer.stopped(response, "✗ failed, nothing stored")
+        raise
+    renderer.finish(response)
+    return AgentAnswer("".join(response._chunks), "text" if output_format == "text" else "markdown")

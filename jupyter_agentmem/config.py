@@ -1,0 +1,120 @@
+"""User settings, the Jupyter way: traitlets on one Configurable.
+
+``c.AgentMem.model = "gpt-4o-mini"`` in ``ipython_config.py``, or at run time
+``%agent_memory config model=llama3 base_url=http://127.0.0.1:11434/v1``.
+The usual environment variables are honoured when a trait is left empty:
+``OPENAI_API_KEY``, ``OPENAI_BASE_URL`` and ``AGENTMEM_MODEL``. API keys are
+never a trait: they are read from the environment when a client is built, so
+they cannot end up in a config file, a notebook or a session store.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from traitlets import Bool, Enum, Float, Int, Unicode, validate
+from traitlets.config import Configurable
+
+MiB = 1024 * 1024
+DEMO_MODEL = "demo"
+DEFAULT_REAL_MODEL = "gpt-4o-mini"
+
+
+class AgentMem(Configurable):
+    """Settings of the jupyter-agentmem extension (``c.AgentMem.<name>``)."""
+
+    model = Unicode(
+        "",
+        help="Model name. Empty: $AGENTMEM_MODEL, else the offline demo model when no "
+        "API key or base_url is set, else gpt-4o-mini.",
+    ).tag(config=True)
+    base_url = Unicode(
+        "",
+        help="OpenAI-compatible endpoint (Ollama, vLLM, llama.cpp, LM Studio). Empty: "
+        "$OPENAI_BASE_URL, else OpenAI.",
+    ).tag(config=True)
+    api_key_env = Unicode(
+        "OPENAI_API_KEY", help="Name of the environment variable holding the API key."
+    ).tag(config=True)
+    system_prompt = Unicode(
+        "You are a helpful assistant inside a Jupyter notebook. Answer in Markdown.",
+        help="System message sent before the conversation (not stored in the session).",
+    ).tag(config=True)
+    temperature = Float(None, allow_none=True, help="Sampling temperature.").tag(config=True)
+    max_tokens = Int(None, allow_none=True, help="Answer length limit in tokens.").tag(config=True)
+    timeout = Float(60.0, help="Seconds before a model request times out.").tag(config=True)
+    max_retries = Int(2, help="SDK retries for 429/5xx/connection errors.").tag(config=True)
+    max_tool_rounds = Int(8, help="Tool-call rounds allowed in one cell.").tag(config=True)
+    tool_max_chars = Int(2000, help="Tool results are truncated to this many characters.").tag(
+        config=True
+    )
+
+    max_recent = Int(10, help="Recent messages kept verbatim per session.").tag(config=True)
+    max_recent_bytes = Int(32 * 1024, help="Bytes of recent messages per session.").tag(config=True)
+    max_summary_chars = Int(2000, help="Bound of each session's running summary.").tag(config=True)
+    summarizer = Enum(
+        ["auto", "extractive", "llm"],
+        default_value="auto",
+        help="How old turns are summarised: 'llm' uses the chat model, 'extractive' needs no "
+        "model, 'auto' picks llm for a real model and extractive for the demo model.",
+    ).tag(config=True)
+    max_sessions = Int(1000, help="Sessions kept in memory before LRU eviction.").tag(config=True)
+    max_memory_bytes = Int(500 * MiB, help="Global byte budget of in-memory sessions.").tag(
+        config=True
+    )
+    idle_timeout = Float(
+        None, allow_none=True, help="Evict sessions idle for this many seconds (None: never)."
+    ).tag(config=True)
+    store_url = Unicode(
+        "",
+        help="Where evicted sessions go: sqlite:///path, redis://host:port/db, memory://. "
+        "Empty: a SQLite file in the Jupyter data directory.",
+    ).tag(config=True)
+
+    render_interval = Float(0.05, help="Minimum seconds between streamed display updates.").tag(
+        config=True
+    )
+    render_bytes_per_second = Int(
+        400_000, help="Upper bound of bytes re-sent per second while streaming."
+    ).tag(config=True)
+    memory_guard = Bool(
+        True, help="Evict sessions when the process reaches the critical memory level."
+    ).tag(config=True)
+    guard_interval = Float(2.0, help="Seconds between memory-pressure checks.").tag(config=True)
+    warning_pct = Float(75.0, help="Memory use (% of the real limit) shown as warning.").tag(
+        config=True
+    )
+    critical_pct = Float(90.0, help="Memory use (% of the real limit) that triggers eviction.").tag(
+        config=True
+    )
+
+    @validate("max_recent", "max_sessions", "max_tool_rounds", "tool_max_chars")
+    def _positive(self, proposal: dict[str, Any]) -> int:
+        if proposal["value"] < 1:
+            raise ValueError(f"{proposal['trait'].name} must be at least 1")
+        return int(proposal["value"])
+
+    def endpoint(self) -> Endpoint:
+        """Resolve model, base_url and key source from traits and environment."""
+        key_present = bool(os.environ.get(self.api_key_env))
+        base_url = self.base_url or os.environ.get("OPENAI_BASE_URL", "")
+        model = self.model or os.environ.get("AGENTMEM_MODEL", "")
+        if model == DEMO_MODEL or (not model and not key_present and not base_url):
+            return Endpoint(DEMO_MODEL, "", is_demo=True, defaulted=not model)
+        return Endpoint(model or DEFAULT_REAL_MODEL, base_url, is_demo=False, defaulted=False)
+
+    def settable(self) -> dict[str, str]:
+        """Trait name -> help, for ``%agent_memory config`` and the README."""
+        return {name: str(trait.help) for name, trait in sorted(self.traits(config=True).items())}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Which model the next ``%%agent`` cell talks to (no key in here)."""
+
+    model: str
+    base_url: str
+    is_demo: bool
+    defaulted: bool

@@ -1,0 +1,142 @@
+"""The kernel-scoped life cycle: what ``%load_ext`` creates and ``%unload_ext`` undoes.
+
+One :class:`KernelContext` per kernel owns every long-lived resource (the
+SessionManager and its store, the memory monitor, background threads, the demo
+model server, event callbacks). Each resource registers a closer when it is
+created, and unloading runs them in reverse order, so ``%reload_ext`` leaves
+exactly one of everything and kernel shutdown flushes live sessions.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .config import AgentMem
+from .errors import AgentMemError
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from .agent import Agent
+    from .monitor import MemoryMonitor
+    from .sessions import SessionManager
+
+log = logging.getLogger(__name__)
+
+_CONTEXT: KernelContext | None = None
+_CONTEXT_LOCK = threading.Lock()
+
+
+class NotLoadedError(AgentMemError):
+    """The extension is not loaded in this kernel."""
+
+    def __init__(self) -> None:
+        super().__init__("jupyter-agentmem is not loaded: run %load_ext jupyter_agentmem first")
+
+
+class KernelContext:
+    """Everything the extension owns in one kernel."""
+
+    def __init__(self, shell: InteractiveShell | None, config: AgentMem) -> None:
+        from .monitor import MemoryMonitor
+        from .sessions import SessionManager
+        from .stores import open_store
+
+        self.shell = shell
+        self.config = config
+        self._closers: list[tuple[str, Callable[[], None]]] = []
+        self._lock = threading.RLock()
+        self._agent: Agent | None = None
+        self.manager: SessionManager = SessionManager(
+            max_sessions=config.max_sessions,
+            max_memory_bytes=config.max_memory_bytes,
+            store=open_store(config.store_url or None),
+            idle_timeout=config.idle_timeout,
+            max_recent=config.max_recent,
+            max_recent_bytes=config.max_recent_bytes,
+            max_summary_chars=config.max_summary_chars,
+        )
+        self.add_closer("session manager", self.manager.close)
+        self.monitor: MemoryMonitor = MemoryMonitor(
+            warning_pct=config.warning_pct,
+            critical_pct=config.critical_pct,
+            session_count=self.manager.__len__,
+        )
+
+    def add_closer(self, name: str, closer: Callable[[], None]) -> None:
+        """Register cleanup to run at unload / shutdown (last registered runs first)."""
+        with self._lock:
+            self._closers.append((name, closer))
+
+    def remove_closer(self, closer: Callable[[], None]) -> None:
+        with self._lock:
+            self._closers = [(n, c) for n, c in self._closers if c is not closer]
+
+    @property
+    def agent(self) -> Agent:
+        """The kernel's Agent, built on first use (imports openai only then)."""
+        with self._lock:
+            if self._agent is None:
+                from .agent import Agent
+
+                self._agent = Agent(self.manager, self.config)
+                self.add_closer("agent", self._agent.close)
+            return self._agent
+
+    def close(self) -> None:
+        """Run every closer once, newest first; errors are logged, never raised."""
+        with self._lock:
+            closers, self._closers = self._closers[::-1], []
+        for name, closer in closers:
+            try:
+                closer()
+            except Exception:
+                log.exception("jupyter-agentmem: closing the %s failed", name)
+
+
+def get_context() -> KernelContext:
+    """The loaded extension's context (raises :class:`NotLoadedError` otherwise)."""
+    if _CONTEXT is None:
+        raise NotLoadedError()
+    return _CONTEXT
+
+
+def get_manager() -> SessionManager:
+    """The kernel's SessionManager, for use from Python code in the notebook."""
+    return get_context().manager
+
+
+def _at_exit() -> None:
+    unload()
+
+
+def load(shell: InteractiveShell | None, config: AgentMem | None = None) -> KernelContext:
+    """Create the kernel context (idempotent: a second load returns the first one)."""
+    global _CONTEXT
+    with _CONTEXT_LOCK:
+        if _CONTEXT is not None:
+            return _CONTEXT
+        if config is None:
+            config = AgentMem(config=shell.config if shell is not None else None)
+        context = KernelContext(shell, config)
+        _CONTEXT = context
+    if shell is not None:
+        from .magics import register_magics
+
+        register_magics(shell, context)
+    atexit.register(_at_exit)
+    return context
+
+
+def unload() -> None:
+    """Undo :func:`load`: stop threads, remove callbacks, flush sessions, close stores."""
+    global _CONTEXT
+    with _CONTEXT_LOCK:
+        context, _CONTEXT = _CONTEXT, None
+    atexit.unregister(_at_exit)
+    if context is not None:
+        context.close()

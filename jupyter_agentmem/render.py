@@ -1,0 +1,196 @@
+"""Showing a turn in a notebook cell: a live display while streaming, then stable outputs.
+
+Why this shape: the streamed answer is one display updated in place
+(``display_id``), coalesced in time *and* bytes so a long answer never trips
+jupyter_server's IOPub rate limits (each update re-sends the whole text, so the
+interval grows with the text: bytes/s stay under ``bytes_per_second``). When the
+answer is complete, the live display goes back to its first, stable content and
+the answer becomes the cell's result (``Out[n]``, held by ``_``). nbval only
+sees the first version of an updated display, so this is what makes a notebook
+regression test compare the real answer rather than a placeholder.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .agent import Response, ToolResult, TurnEvent
+from .llm import TextDelta
+
+Bundle = dict[str, str]
+_FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.S)
+MAX_TOOL_LINES = 20
+
+
+class AgentAnswer(str):
+    """The final answer: a ``str`` (usable in code) that renders as Markdown."""
+
+    render_as: str = "markdown"
+
+    def __new__(cls, text: str, render_as: str = "markdown") -> AgentAnswer:
+        answer = super().__new__(cls, text)
+        answer.render_as = render_as
+        return answer
+
+    def _repr_markdown_(self) -> str | None:
+        return str(self) if self.render_as == "markdown" else None
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))  # the text itself, not a quoted repr
+
+
+def code_blocks(text: str) -> str:
+    """The fenced code of an answer (all blocks joined), or the whole text if none."""
+    blocks = _FENCE.findall(text)
+    return "\n\n".join(b.strip("\n") for b in blocks) if blocks else text.strip()
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    if n < 1024:
+        return f"{n:.0f} B"
+    value, unit = n / 1024, "KiB"
+    for bigger in ("MiB", "GiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{value:.1f} {unit}"
+
+
+def footer(response: Response) -> str:
+    """``model · session · tokens · time · session memory`` after a turn."""
+    parts = [f"{response.model}", f"session `{response.session}`"]
+    if response.usage is not None:
+        u = response.usage
+        parts.append(f"{u.prompt_tokens:,} → {u.completion_tokens:,} tokens")
+    parts.append(f"{response.elapsed:.1f} s")
+    if response.done:
+        parts.append(f"session memory {human_bytes(response.session_bytes)}")
+    if response.interrupted:
+        parts.append("⏹ interrupted (partial answer stored)")
+    return " · ".join(parts)
+
+
+def tool_line(result: ToolResult) -> str:
+    """One compact line per tool call with a collapsed preview of the stored result."""
+    args = result.call.arguments
+    args = args if len(args) <= 80 else args[:77] + "…"
+    status = "⚠️ " + result.error if result.error else f"{len(result.content):,} chars"
+    if result.saved_chars:
+        status += f", {result.saved_chars:,} cut"
+    preview = html.escape(result.content[:300] + ("…" if len(result.content) > 300 else ""))
+    return (
+        f"<details><summary>🔧 <code>{html.escape(result.call.name)}"
+        f"({html.escape(args)})</code> → {html.escape(status)}</summary>"
+        f"<pre>{preview}</pre></details>"
+    )
+
+
+def _ipython_display() -> tuple[Callable[..., Any], Callable[..., Any]]:
+    from IPython.display import display, update_display
+
+    return display, update_display
+
+
+class CellRenderer:
+    """Coalesces streamed events into few display updates (see the module docstring)."""
+
+    def __init__(
+        self,
+        header: str,
+        *,
+        live: bool = True,
+        interval: float = 0.05,
+        bytes_per_second: int = 400_000,
+        display: Callable[..., Any] | None = None,
+        update: Callable[..., Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if display is None or update is None:
+            display, update = _ipython_display()
+        self._display = display
+        self._update = update
+        self._clock = clock
+        self.header = header
+        self.live = live
+        self.interval = interval
+        self.bytes_per_second = max(1, bytes_per_second)
+        self.text: list[str] = []
+        self._chars = 0
+        self.tools: deque[str] = deque(maxlen=MAX_TOOL_LINES)
+        self.tool_count = 0
+        self.updates = 0
+        self.bytes_sent = 0
+        self._dirty = False
+        self._next = 0.0
+        self._display_id: str | None = None
+        if live:
+            handle = self._display(self._header_bundle(), raw=True, display_id=True)
+            self._display_id = getattr(handle, "display_id", None)
+
+    def _header_bundle(self) -> Bundle:
+        return {"text/markdown": f"*{self.header}*", "text/plain": self.header}
+
+    def _tools_markdown(self) -> str:
+        hidden = self.tool_count - len(self.tools)
+        lines = [f"*… {hidden} earlier tool calls*"] if hidden > 0 else []
+        return "\n".join(lines + list(self.tools))
+
+    def _live_bundle(self, suffix: str = "") -> Bundle:
+        text = "".join(self.text)
+        tools = self._tools_markdown()
+        body = "\n\n".join(p for p in (tools, text + " ▌" if not suffix else text, suffix) if p)
+        if suffix:  # a final state: keep the text for terminals and saved notebooks
+            return {"text/markdown": body, "text/plain": text}
+        # while streaming, the text is sent once (as Markdown), not twice
+        return {"text/markdown": body, "text/plain": f"{self.header}: {self._chars:,} chars…"}
+
+    def _push(self, bundle: Bundle) -> None:
+        if self._display_id is None:
+            return
+        self._update(bundle, raw=True, display_id=self._display_id)
+        self.updates += 1
+        self.bytes_sent += sum(len(v) for v in bundle.values())
+
+    def feed(self, event: TurnEvent) -> None:
+        """Take one event; updates the display only when the time/byte budget allows."""
+        if isinstance(event, TextDelta):
+            self.text.append(event.text)
+            self._chars += len(event.text)
+        elif isinstance(event, ToolResult):
+            self.tools.append(tool_line(event))
+            self.tool_count += 1
+        else:
+            return
+        self._dirty = True
+        now = self._clock()
+        if self.live and now >= self._next:
+            self._flush(now)
+
+    def _flush(self, now: float) -> None:
+        bundle = self._live_bundle()
+        self._push(bundle)
+        self._dirty = False
+        size = sum(len(v) for v in bundle.values())
+        self._next = now + max(self.interval, size / self.bytes_per_second)
+
+    def finish(self, response: Response) -> None:
+        """Answer complete: the live display returns to its stable header; tool calls and
+        the footer are shown once as a new output (the answer itself is the cell result)."""
+        self._push(self._header_bundle())
+        tools = self._tools_markdown()
+        summary = "\n\n".join(p for p in (tools, f"<sub>{footer(response)}</sub>") if p)
+        self._display({"text/markdown": summary, "text/plain": footer(response)}, raw=True)
+
+    def stopped(self, response: Response, reason: str) -> None:
+        """Interrupted or failed: keep the partial answer visible with the reason."""
+        note = f"<sub>{reason} · {footer(response)}</sub>"
+        if self._display_id is not None:
+            self._push(self._live_bundle(suffix=note))
+        else:
+            self._display(self._live_bundle(suffix=note), raw=True)
