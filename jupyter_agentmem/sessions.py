@@ -185,6 +185,7 @@ class SessionManager:
 
     def _save(self, sid: str, doc: SessionData, base_turns: int) -> SessionData:
         """Save with optimistic concurrency; on conflict merge with the stored copy."""
+        added = int(doc["total_turns"]) - base_turns  # this kernel's turns, kept across retries
         for _ in range(5):
             try:
                 self.store.save(sid, doc)
@@ -192,7 +193,7 @@ class SessionManager:
             except SessionConflictError:
                 stored = self.store.load(sid)
                 doc = merge_documents(stored, doc, base_turns, self.policy.max_summary_chars)
-                base_turns = int(doc["total_turns"])
+                base_turns = int(doc["total_turns"]) - added
                 self._note("conflicts_merged")
         raise StoreError(f"session {sid!r} kept changing in the store; not saved")
 
@@ -340,7 +341,9 @@ class SessionManager:
     def evict(self, session_id: str) -> bool:
         """Write one live session to the store now and free its memory."""
         batch = self._evict_now(force=[session_id])
-        return any(item.state.session_id == session_id for item in batch)
+        return any(
+            item.state.session_id == session_id and not item.state.is_loaded for item in batch
+        )
 
     def evict_idle(self, seconds: float | None = None) -> int:
         """Evict sessions idle for ``seconds`` (default: ``idle_timeout``); return how many."""
@@ -426,6 +429,9 @@ class SessionManager:
                 **self._counters,
                 "last_store_error": self.last_store_error,
             }
+        if time.time() < self._store_down_until:  # do not wait on a store known to be down
+            snapshot["sessions_persisted"] = None
+            return snapshot
         try:
             counter = getattr(self.store, "count", None)
             snapshot["sessions_persisted"] = (

@@ -444,14 +444,6 @@ class InterleavingStore(RedisStore):
         return data
 
 
-SECOND_CONFLICT_BUG = (
-    "SessionManager._save sets base_turns to the merged total after a merge, so a second "
-    "conflict in the same save merges 0 local turns and drops them (fix: base_turns = "
-    "merged total_turns - turns added locally)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=SECOND_CONFLICT_BUG)
 def test_a_second_conflict_during_one_save_loses_no_turn(server: RedisServer, prefix: str) -> None:
     store_a = InterleavingStore(server.url, prefix=prefix)
     a, b = manager(store_a), manager(RedisStore(server.url, prefix=prefix))
@@ -474,7 +466,6 @@ def test_a_second_conflict_during_one_save_loses_no_turn(server: RedisServer, pr
     b.close()
 
 
-@pytest.mark.xfail(strict=False, reason=SECOND_CONFLICT_BUG + "; racy, so it fails most runs")
 def test_two_managers_continuing_one_session_lose_no_turn(server: RedisServer, prefix: str) -> None:
     managers = [manager(RedisStore(server.url, prefix=prefix)) for _ in range(2)]
     managers[0].get_or_create("shared").add_message({"role": "user", "content": "start"})

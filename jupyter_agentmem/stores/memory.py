@@ -41,10 +41,12 @@ class MemoryStore:
     def load(self, session_id: str) -> SessionData | None:
         with self._lock:
             text = self._docs.get(session_id)
+            revision = self._revisions.get(session_id, 0)
             self.loads += 1
         if text is None:
             return None
         data: SessionData = json.loads(text)
+        data["revision"] = revision  # the stored revision is authoritative
         return data
 
     def delete(self, session_id: str) -> bool:

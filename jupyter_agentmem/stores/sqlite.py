@@ -161,7 +161,9 @@ class SQLiteStore:
         with self._lock:
             db = self._check()
             try:
-                row = db.execute("SELECT data FROM sessions WHERE id = ?", (session_id,)).fetchone()
+                row = db.execute(
+                    "SELECT data, revision FROM sessions WHERE id = ?", (session_id,)
+                ).fetchone()
             except sqlite3.DatabaseError as exc:
                 raise StoreCorruptError(f"cannot read {self.path}: {exc}") from exc
         if row is None:
@@ -175,6 +177,7 @@ class SQLiteStore:
             ) from exc
         if not isinstance(data, dict):
             raise StoreCorruptError(f"session {session_id!r} in {self.path} is not a document")
+        data["revision"] = row[1]  # the stored revision is authoritative
         return data
 
     def delete(self, session_id: str) -> bool:
