@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 Snapshot = dict[str, Any]
 STATUS_STYLE = {"ok": "success", "warning": "warning", "critical": "danger"}
 _COLOURS = {"ok": "#2e7d32", "warning": "#ef6c00", "critical": "#c62828"}
+_TABLE_CSS = ("<style>.agentmem-table{border-collapse:collapse}.agentmem-table th,"
+              ".agentmem-table td{text-align:left;padding:1px 14px 1px 0;line-height:1.3}</style>")
 SESSION_HEADERS = ("session", "messages", "summary chars", "bytes", "last active", "in memory")
 
 
@@ -82,11 +84,11 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 def html_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """An HTML table; every cell is escaped (session ids are user input)."""
-    head = "".join(f"<th style='text-align:left'>{html.escape(str(h))}</th>" for h in headers)
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers) if any(headers) else ""
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
     )
-    return (f"<table class='agentmem-table'><thead><tr>{head}</tr></thead>"
+    return (f"<table class='agentmem-table'>{_TABLE_CSS}<thead><tr>{head}</tr></thead>"
             f"<tbody>{body}</tbody></table>")
 
 
@@ -215,11 +217,14 @@ class MemoryDashboard(widgets.VBox):  # type: ignore[misc]
                         self.totals, self.table, self.message)
         controls = widgets.HBox((self.compact_button, self.idle_seconds, self.evict_button,
                                  self.pause_button))
-        self._owned = (*self._synced, self.compact_button, self.idle_seconds, self.evict_button,
-                       self.pause_button, controls)
+        self._owned: tuple[widgets.Widget, ...] = (
+            *self._synced, self.compact_button, self.idle_seconds, self.evict_button,
+            self.pause_button, controls)
+        self.chart.layout.margin = "0 32px 0 0"
+        middle = widgets.HBox((self.chart, self.totals))
+        self._owned += (middle,)
         super().__init__(children=(self.header, self.bar, self.memory_label, self.leak_warning,
-                                   self.chart, self.totals, self.table, controls, self.message),
-                         **kwargs)
+                                   middle, self.table, controls, self.message), **kwargs)
         self.add_class("agentmem-dashboard")
 
     # -------------------------------------------------------------- refresh
@@ -293,14 +298,16 @@ class MemoryDashboard(widgets.VBox):  # type: ignore[misc]
 
     # -------------------------------------------------------------- buttons
     def _run_action(self, label: str, fn: Callable[[], int]) -> None:
-        try:
-            count = fn()
-        except Exception as exc:  # a button must never raise into the kernel's comm handler
-            self.message.value = f"<span style='color:#c62828'>{html.escape(label)} failed: " \
-                                 f"{html.escape(type(exc).__name__ + ': ' + str(exc))}</span>"
-            return
-        self.message.value = html.escape(f"{label}: {count} session(s)")
-        self.refresh()
+        """Button clicks arrive in the kernel thread; the lock keeps the ticker out meanwhile."""
+        with self._lock:
+            try:
+                count = fn()
+            except Exception as exc:  # a button must never raise into the comm handler
+                error = html.escape(f"{label} failed: {type(exc).__name__}: {exc}")
+                self.message.value = f"<span style='color:#c62828'>{error}</span>"
+                return
+            self.message.value = html.escape(f"{label}: {count} session(s)")
+            self.refresh()
 
     def _on_compact(self, _button: Any = None) -> None:
         if self._actions is not None:
@@ -312,9 +319,10 @@ class MemoryDashboard(widgets.VBox):  # type: ignore[misc]
             self._run_action(f"evicted (idle >= {seconds:g} s)", lambda: evict(seconds))
 
     def _on_pause(self, _button: Any = None) -> None:
-        self.paused = not self.paused
-        self.pause_button.description = "Resume" if self.paused else "Pause"
-        self.refresh()
+        with self._lock:
+            self.paused = not self.paused
+            self.pause_button.description = "Resume" if self.paused else "Pause"
+            self.refresh()
 
     def close(self) -> None:
         """Detach from the ticker (the thread stops with the last dashboard), close widgets."""

@@ -24,7 +24,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 if TYPE_CHECKING:
     from .config import AgentMem
@@ -95,11 +95,12 @@ class Notices:
         for text in messages:
             self.shown.append(text)
             try:
-                from IPython.display import display
+                from IPython import display as ipython_display
 
+                display = cast(Callable[..., None], ipython_display.display)
                 body = html.escape(text)
                 display({"text/plain": text, "text/html": "<div style='border-left:4px solid "
-                         f"#ef6c00;padding:2px 8px;background:#fff3e0'>{body}</div>"}, raw=True)  # type: ignore[no-untyped-call]
+                         f"#ef6c00;padding:2px 8px;background:#fff3e0'>{body}</div>"}, raw=True)
             except Exception:  # a notice must never break a cell
                 log.debug("could not display a notice", exc_info=True)
         return messages

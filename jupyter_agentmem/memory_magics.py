@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
+from IPython import display as _ipython_display
 from IPython.core import magic_arguments as _ma
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
@@ -34,6 +35,7 @@ _Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 argument = cast(Callable[..., _Decorator], _ma.argument)
 magic_arguments = cast(Callable[[], _Decorator], _ma.magic_arguments)
 parse_argstring = cast(Callable[[Callable[..., Any], str], Any], _ma.parse_argstring)
+display = cast(Callable[..., None], _ipython_display.display)
 MagicArgumentParser = cast(Callable[..., argparse.ArgumentParser], _ma.MagicArgumentParser)
 _SECRET = re.compile(r"(secret|token|password|api_key)$", re.IGNORECASE)  # never shown
 
@@ -44,10 +46,8 @@ class MemoryCommandError(AgentMemError, ValueError):
 
 def show(text: str, html_text: str | None = None) -> None:
     """Display text (and HTML in a notebook) in the current cell."""
-    from IPython.display import display
-
     bundle = {"text/plain": text} | ({"text/html": html_text} if html_text else {})
-    display(bundle, raw=True)  # type: ignore[no-untyped-call]
+    display(bundle, raw=True)
 
 
 def show_table(title: str, headers: tuple[str, ...], rows: list[Row]) -> None:
@@ -105,32 +105,21 @@ def compact(context: KernelContext, session_id: str | None = None) -> int:
 def apply_limits(context: KernelContext, max_sessions: int | None = None,
                  max_memory: str | None = None, max_recent: int | None = None,
                  mem_limit: str | None = None) -> dict[str, Any]:
-    """Change budgets on the live manager and the config; validates everything first."""
+    """Change budgets on the live manager and the config, and ``MEM_LIMIT``; all or nothing."""
     from .monitor import parse_size, read_memory_limit
 
+    values: dict[str, Any] = {"max_sessions": max_sessions, "max_recent": max_recent}
     try:
-        memory = None if max_memory is None else parse_size(max_memory)
+        values["max_memory_bytes"] = None if max_memory is None else parse_size(max_memory)
         limit = None if mem_limit is None else parse_size(mem_limit)
     except ValueError as exc:
         raise MemoryCommandError(str(exc)) from None
-    if max_sessions is not None and max_sessions < 1:
-        raise MemoryCommandError("--max-sessions must be at least 1")
-    if memory is not None and memory < 64 * 1024:
+    if (values["max_memory_bytes"] or 1 << 20) < 64 * 1024:
         raise MemoryCommandError("--max-memory must be at least 64KiB, e.g. 256MB")
-    if max_recent is not None and max_recent < 1:
-        raise MemoryCommandError("--max-recent must be at least 1")
-    manager, config = context.manager, context.config
-    if max_sessions is not None:
-        manager.max_sessions = config.max_sessions = max_sessions
-    if memory is not None:
-        manager.max_memory_bytes = config.max_memory_bytes = memory
-    if max_recent is not None:
-        config.max_recent = max_recent
-        update_policy(context, max_recent=max_recent)
+    set_values(context, {k: v for k, v in values.items() if v is not None})
     if limit is not None:  # 0 means "no MEM_LIMIT", as in jupyter-resource-usage
         os.environ["MEM_LIMIT"] = str(limit)
-    enforce(context)
-    real = read_memory_limit()
+    manager, real = context.manager, read_memory_limit()
     return {"max_sessions": manager.max_sessions, "max_memory_bytes": manager.max_memory_bytes,
             "max_recent": manager.policy.max_recent, "memory_limit_bytes": real.bytes,
             "memory_limit_source": f"{real.source} ({real.detail})"}
@@ -173,21 +162,30 @@ def config_rows(context: KernelContext) -> list[Row]:
 
 def set_config(context: KernelContext, assignments: list[str]) -> dict[str, Any]:
     """``["key=value", ...]`` -> traits set on ``context.config`` (all or nothing)."""
-    from .config import AgentMem
-
-    config, traits = context.config, context.config.traits(config=True)
+    traits = context.config.traits(config=True)
     values: dict[str, Any] = {}
     for item in assignments:
-        key, sep, text = item.partition("=")
-        key = key.strip()
+        key, sep, text = (part.strip() for part in item.partition("="))
         if not sep or key not in traits:
             problem = f"unknown setting {key!r}" if sep else f"expected key=value, got {item!r}"
             raise MemoryCommandError(f"{problem}; valid keys: {', '.join(sorted(traits))}")
         try:
-            values[key] = traits[key].from_string(text.strip())
-            setattr(AgentMem(), key, values[key])  # validate on a scratch object first
+            values[key] = traits[key].from_string(text)
         except Exception as exc:
             raise MemoryCommandError(f"config {key}={text!r}: {exc}") from None
+    return set_values(context, values)
+
+
+def set_values(context: KernelContext, values: dict[str, Any]) -> dict[str, Any]:
+    """Validate typed values on a scratch config, then set them and apply them live."""
+    from .config import AgentMem
+
+    config = context.config
+    for key, value in values.items():
+        try:
+            setattr(AgentMem(), key, value)
+        except Exception as exc:
+            raise MemoryCommandError(f"{key}={value!r}: {exc}") from None
     warn = values.get("warning_pct", config.warning_pct)
     crit = values.get("critical_pct", config.critical_pct)
     if not 0 < warn < crit <= 100:
@@ -256,7 +254,8 @@ def _parser(name: str, *args: tuple[tuple[str, ...], dict[str, Any]]) -> argpars
 
 
 SUBCOMMANDS: dict[str, argparse.ArgumentParser] = {
-    "dashboard": _parser("dashboard"),
+    "dashboard": _parser("dashboard", (("--interval",), {"type": float}),
+                         (("--top",), {"type": int}), (("--detailed",), {"action": "store_true"})),
     "stats": _parser("stats", (("-o", "--out"), {"help": "store the dict in this variable"})),
     "sessions": _parser("sessions", (("-n",), {"type": int, "default": 20})),
     "show": _parser("show", (("session",), {}), (("-n",), {"type": int, "default": 20})),
@@ -310,17 +309,18 @@ class MemoryMagics(Magics):
     def namespace(self) -> dict[str, Any]:
         return self.shell.user_ns if self.shell is not None else {}
 
-    def _do_dashboard(self, ctx: KernelContext, _sub: Any, args: Any) -> None:
+    def _do_dashboard(self, ctx: KernelContext, sub: Any, args: Any) -> None:
         from .dashboard import has_widget_frontend, kernel_snapshot, open_dashboard
 
+        args.interval = args.interval if sub.interval is None else sub.interval
+        args.top = args.top if sub.top is None else sub.top
+        args.detailed |= sub.detailed
         if args.interval < 0.05 or args.top < 1:
             raise MemoryCommandError("--interval must be >= 0.05 s and --top >= 1")
         if not has_widget_frontend(self.shell):
             print(format_text(kernel_snapshot(ctx, args.top, args.detailed), args.top))
             return
-        from IPython.display import display
-
-        display(open_dashboard(ctx, args.interval, args.top, args.detailed))  # type: ignore[no-untyped-call]
+        display(open_dashboard(ctx, args.interval, args.top, args.detailed))
 
     def _do_stats(self, ctx: KernelContext, sub: Any, _args: Any) -> None:
         data = stats(ctx)
