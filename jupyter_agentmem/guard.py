@@ -167,11 +167,13 @@ class GuardReport:
 _trim: Any = None
 
 
-def release_memory() -> None:
-    """``gc.collect()`` then glibc ``malloc_trim(0)``: freed heap pages go back to the OS,
-    otherwise RSS may not drop after the sessions are gone."""
+def release_memory(collect: bool = True) -> None:
+    """``gc.collect()`` (when ``collect``), then glibc ``malloc_trim(0)`` so freed heap pages
+    go back to the OS; otherwise RSS may not drop after the sessions are gone.  A full
+    collection can take long on a big heap, so the guard asks for it once per relief."""
     global _trim
-    gc.collect()
+    if collect:
+        gc.collect()
     if _trim is None:
         try:
             _trim = ctypes.CDLL("libc.so.6").malloc_trim
@@ -196,7 +198,7 @@ class MemoryGuard:
     def __init__(self, monitor: _Monitor, manager: _Manager, *, interval: float = 2.0,
                  config: AgentMem | None = None,
                  notify: Callable[[str, str], None] | None = None,
-                 release: Callable[[], None] = release_memory, first_batch: int = 4) -> None:
+                 release: Callable[[bool], None] = release_memory, first_batch: int = 4) -> None:
         self.monitor, self.manager, self.config = monitor, manager, config
         self._interval, self._notify, self._release = interval, notify, release
         self.first_batch = max(1, first_batch)
@@ -277,10 +279,10 @@ class MemoryGuard:
                     self.manager.evict(sid)
                 except Exception:  # a store failure keeps that session; try the next
                     log.debug("guard could not evict %r", sid, exc_info=True)
-            live = set(self.manager.live_ids())  # evict() is True even when the write failed
+            live = set(self.manager.live_ids())  # count what really left memory
             evicted += sum(sid not in live for sid in chosen)
+            self._release(done == 0)  # gc.collect() after the first batch only
             done, batch = done + batch, batch * 2
-            self._release()
             after = self.monitor.check()
             if after.get("status") == "ok":
                 break

@@ -70,15 +70,15 @@ def test_evicts_least_recently_used_first_until_ok() -> None:
     manager = manager_with(30)
     manager.get_or_create("s00")  # now the most recently used
     monitor = ScriptedMonitor("critical", "critical", "ok")  # ok after the second batch
-    released: list[int] = []
+    released: list[bool] = []
     told: list[tuple[str, str]] = []
-    guard = MemoryGuard(monitor, manager, release=lambda: released.append(1),
+    guard = MemoryGuard(monitor, manager, release=released.append,
                         notify=lambda k, t: told.append((k, t)))
     report = guard.check_once()
     assert report is not None
     assert report.evicted == 12  # batches of 4 then 8
     assert manager.live_ids()[0] == "s13" and manager.live_ids()[-1] == "s00"
-    assert manager.stats()["evictions"] == 12 and len(released) == 2
+    assert manager.stats()["evictions"] == 12 and released == [True, False]
     assert report.status_after == "ok" and report.estimated_freed > 0
     assert [k for k, _ in told] == ["guard"]
     assert "evicted 12 least-recently-used agent session(s)" in told[0][1]
@@ -90,7 +90,7 @@ def test_evicts_least_recently_used_first_until_ok() -> None:
 def test_evicts_everything_when_memory_stays_critical_and_says_so_once() -> None:
     manager = manager_with(10)
     told: list[tuple[str, str]] = []
-    guard = MemoryGuard(ScriptedMonitor("critical"), manager, release=lambda: None,
+    guard = MemoryGuard(ScriptedMonitor("critical"), manager, release=lambda collect: None,
                         notify=lambda k, t: told.append((k, t)))
     report = guard.check_once()
     assert report is not None and report.evicted == 10 and report.left_in_memory == 0
@@ -104,10 +104,14 @@ def test_evicts_everything_when_memory_stays_critical_and_says_so_once() -> None
 def test_one_pending_message_per_critical_episode_with_cumulative_counts() -> None:
     manager = manager_with(5)
     now = {"status": "critical"}
-    monitor = ScriptedMonitor("critical")
-    monitor.check = lambda detailed=False: {**ScriptedMonitor(now["status"]).check()}  # type: ignore[method-assign]
+
+    class Controlled(ScriptedMonitor):
+        def check(self, detailed: bool = False) -> dict[str, Any]:
+            return ScriptedMonitor(now["status"]).check()
+
     notices = Notices(shell=None)
-    guard = MemoryGuard(monitor, manager, release=lambda: now.update(status="ok"), first_batch=1,
+    guard = MemoryGuard(Controlled(), manager, first_batch=1,
+                        release=lambda collect: now.update(status="ok"),
                         notify=lambda k, t: notices.post(t, k))
     guard.check_once()  # evicts s00, then ok
     now["status"] = "critical"
@@ -138,7 +142,7 @@ def test_failing_store_keeps_sessions_and_guarding_goes_on() -> None:
 
     manager = SessionManager(store=BrokenStore())
     manager.get_or_create("a").add_message({"role": "user", "content": "hi"})
-    guard = MemoryGuard(ScriptedMonitor("critical"), manager, release=lambda: None,
+    guard = MemoryGuard(ScriptedMonitor("critical"), manager, release=lambda collect: None,
                         notify=lambda k, t: None)
     report = guard.check_once()
     assert report is not None and report.evicted == 0 and manager.live_ids() == ["a"]

@@ -224,10 +224,14 @@ def test_watch_records_each_cell(ctx: Any, shell: InteractiveShell) -> None:
     assert records[0]["delta"] > 20 * MiB and records[0]["peak_delta"] >= records[0]["delta"]
     assert records[0]["seconds"] >= 0 and records[0]["rss_after"] > records[0]["rss_before"]
     shell.run_cell("del blob")
+    with capture_output():  # allocated and freed within the cell: only the peak shows it
+        shell.run_cell("import time\ntmp = bytearray(40 * 2**20); time.sleep(0.3); del tmp")
+    spike = watch.history()[-1]
+    assert abs(spike["delta"]) < 20 * MiB and spike["peak_delta"] > 30 * MiB, spike
     run(shell, "watch off")
     with capture_output() as cap:
         shell.run_cell("x = 1")
-    assert "agent_memory watch" not in cap.stdout and len(watch.history()) == 2
+    assert "agent_memory watch" not in cap.stdout and len(watch.history()) == 3
     assert not [t for t in threading.enumerate() if t.name == "agentmem-watch"]
 
 
