@@ -17,7 +17,7 @@ The snapshot format (see :func:`kernel_snapshot`)::
                                        # estimated_bytes, max_memory_bytes, compactions,
                                        # evictions, restores, truncated_bytes_saved, ...
      "top": [SessionManager.session_info(...), ...],  # largest sessions, at most top_n
-     "guard": str | None}              # one line about the memory guard, if installed
+     "guard": str}                     # one line about the memory guard (optional)
 """
 
 from __future__ import annotations
@@ -354,6 +354,8 @@ def open_dashboard(context: KernelContext, interval: float = 1.0, top_n: int = 1
     """A dashboard on the kernel's manager, refreshed every ``interval`` s by the shared ticker."""
     from .guard import install_notices
 
+    if interval < 0.05:
+        raise ValueError(f"interval must be at least 0.05 s, got {interval}")
     install_notices(context)  # warnings logged from the ticker thread go to the next cell
     manager = context.manager
     dash = MemoryDashboard(lambda: kernel_snapshot(context, top_n, detailed),
