@@ -128,6 +128,10 @@ def load(shell: InteractiveShell | None, config: AgentMem | None = None) -> Kern
         from .magics import register_magics
 
         register_magics(shell, context)
+        if config.memory_guard:
+            from .guard import install_guard
+
+            install_guard(context)
     atexit.register(_at_exit)
     return context
 

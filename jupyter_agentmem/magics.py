@@ -92,8 +92,6 @@ class AgentMagics(Magics):
 def register_magics(shell: InteractiveShell, context: KernelContext) -> None:
     """Register every magic of the extension on ``shell``."""
     shell.register_magics(AgentMagics(shell, context))
-    try:
-        from .memory_magics import register
-    except ImportError:
-        return
+    from .memory_magics import register
+
     register(shell, context)
