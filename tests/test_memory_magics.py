@@ -101,7 +101,8 @@ def test_stats_table_and_output_variable(ctx: Any, shell: InteractiveShell) -> N
     assert data["sessions"]["sessions_in_memory"] == 5
     assert data["memory"]["rss_bytes"] > 0 and data["memory"]["limit_source"]
     assert re.search(r"sessions\.sessions_in_memory +5\n", text) and "<table" in page
-    assert "memory guard: not running" in text and "watch" in text
+    assert re.search(r"guard +memory guard: (on, every 2 s|not running)", text)
+    assert "watch" in text
 
 
 def test_sessions_lists_a_bounded_page(ctx: Any, shell: InteractiveShell) -> None:
@@ -235,17 +236,29 @@ def test_watch_records_each_cell(ctx: Any, shell: InteractiveShell) -> None:
     assert not [t for t in threading.enumerate() if t.name == "agentmem-watch"]
 
 
+def ours(shell: InteractiveShell) -> dict[str, int]:
+    """How many of our callbacks each cell event has."""
+    def mine(cb: Any) -> bool:
+        owner = getattr(cb, "__self__", cb)
+        return str(getattr(type(owner), "__module__", "")).startswith("jupyter_agentmem") or \
+            str(getattr(cb, "__module__", "")).startswith("jupyter_agentmem")
+
+    return {e: sum(map(mine, shell.events.callbacks[e])) for e in ("pre_run_cell",
+                                                                    "post_run_cell")}
+
+
 def test_unload_removes_hooks_and_the_magic_says_not_loaded(ctx: Any,
                                                             shell: InteractiveShell) -> None:
-    callbacks = {e: list(shell.events.callbacks[e]) for e in ("pre_run_cell", "post_run_cell")}
+    after_load = ours(shell)
     run(shell, "watch on")
     run(shell, "config memory_guard=True")
+    assert ours(shell)["pre_run_cell"] == after_load["pre_run_cell"] + 1
     extension.unload()
-    for event, before in callbacks.items():
-        assert shell.events.callbacks[event] == before
+    assert ours(shell) == {"pre_run_cell": 0, "post_run_cell": 0}
     assert not [t for t in threading.enumerate() if t.name.startswith("agentmem-")]
     assert "not loaded" in usage_error(shell, "stats")
     extension.load(shell, AgentMem(store_url="memory://"))  # load -> unload -> load is clean
+    assert ours(shell) == after_load
     text, _ = run(shell, "stats")
     assert re.search(r"sessions\.sessions_in_memory +0\n", text)
 
