@@ -520,6 +520,7 @@ class _HTTPServer(ThreadingHTTPServer):
     """ThreadingHTTPServer that knows its live connections, so ``stop()`` can end them all."""
 
     daemon_threads = True
+    request_queue_size = 128  # asyncio.gather of many sessions connects all at once
 
     def __init__(self, address: tuple[str, int], owner: FakeModelServer) -> None:
         self.owner = owner
