@@ -192,7 +192,7 @@ class Agent:
         self.config = config or AgentMem()
         self.registry = registry or default_registry
         self._lock = threading.Lock()
-        self._clients: OrderedDict[tuple[str, str, bool], Any] = OrderedDict()
+        self._clients: OrderedDict[tuple[str, str, bool, float, int], Any] = OrderedDict()
         self._demo: Any = None
         self._compactor: ThreadPoolExecutor | None = None
         self._compacting: set[str] = set()
@@ -224,7 +224,13 @@ class Agent:
         base_url = self._base_url(endpoint)
         key = None if endpoint.is_demo else os.environ.get(self.config.api_key_env) or None
         fingerprint = hashlib.sha256((key or "").encode()).hexdigest()[:16]
-        cache_key = (base_url or "", fingerprint, asynchronous)
+        cache_key = (
+            base_url or "",
+            fingerprint,
+            asynchronous,
+            self.config.timeout,
+            self.config.max_retries,
+        )
         with self._lock:
             client = self._clients.get(cache_key)
             if client is not None:

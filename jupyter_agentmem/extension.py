@@ -87,6 +87,15 @@ class KernelContext:
                 self.add_closer("agent", self._agent.close)
             return self._agent
 
+    def switch_store(self, url: str) -> int:
+        """Open the store at ``url`` and move every session there (see
+        ``SessionManager.replace_store``); a bad URL or unreachable server raises
+        before anything changes. Returns how many persisted sessions were copied."""
+        from .stores import open_store
+
+        store = open_store(url or None)
+        return self.manager.replace_store(store)
+
     def close(self) -> None:
         """Run every closer once, newest first; errors are logged, never raised."""
         with self._lock:

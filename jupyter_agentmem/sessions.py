@@ -11,6 +11,7 @@ asyncio alike, and no lock is ever held across store I/O or a model call.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import logging
 import threading
@@ -403,6 +404,54 @@ class SessionManager:
                     self._rebase(item.state, doc, item.turns)
             saved += 1
         return saved
+
+    def update_policy(self, **changes: Any) -> StatePolicy:
+        """Change compaction limits (``max_recent``, ``max_recent_bytes``, ...) for every
+        session this manager knows, live or evicted, then apply the budgets."""
+        with self.lock:
+            old = self.policy
+            self.policy = new = dataclasses.replace(old, **changes)
+            for state in list(self._known.values()):
+                if state.policy is old:
+                    state.policy = new
+        self.compact_all()
+        self._after_change()
+        return new
+
+    def enforce_budget(self) -> None:
+        """Apply the count, byte and idle budgets now (e.g. right after lowering them)."""
+        self._after_change()
+
+    def replace_store(self, store: SessionStore, *, migrate: bool = True) -> int:
+        """Move to another store (e.g. SQLite -> Redis) without losing a session.
+
+        Live sessions are written to the new store; with ``migrate`` every session
+        persisted in the old store is copied too (evicted ones would otherwise be
+        unreachable). The old store is closed. Returns how many sessions were copied.
+        """
+        with self._io_lock:
+            old = self.store
+            copied = 0
+            if migrate:
+                with self.lock:
+                    live = set(self._live) | set(self._evicting)
+                for sid in old.list_ids():
+                    if sid in live:
+                        continue  # written fresh by the flush below
+                    doc = old.load(sid)
+                    if doc is not None:
+                        doc.pop("revision", None)
+                        store.save(sid, doc)
+                        copied += 1
+            with self.lock:
+                self.store = store
+                for state in self._live.values():
+                    state.revision = 0  # not in the new store yet
+            self._store_down_until = 0.0
+            self.last_store_error = None
+            self._flush()
+        old.close()
+        return copied
 
     def close(self) -> None:
         """Flush live sessions, close the store; idempotent."""

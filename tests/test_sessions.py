@@ -281,3 +281,30 @@ class ManagerMachine(RuleBasedStateMachine):
 
 TestManagerMachine = ManagerMachine.TestCase
 TestManagerMachine.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+
+
+def test_policy_changes_reach_existing_sessions() -> None:
+    manager = small_manager(max_sessions=10)
+    held = manager.get_or_create("a")
+    held.add_messages([{"role": "user", "content": f"m{i}"} for i in range(8)])
+    manager.update_policy(max_recent=4)
+    assert held.policy.max_recent == 4
+    assert len(held.recent_messages) <= 4
+    assert manager.get_or_create("new").policy.max_recent == 4
+
+
+def test_replace_store_moves_every_session(tmp_path: Any) -> None:
+    old = SQLiteStore(tmp_path / "old.sqlite3")
+    manager = small_manager(max_sessions=2, store=old)
+    for sid in "abcd":
+        manager.get_or_create(sid).add_message({"role": "user", "content": sid})
+    assert manager.stats()["evictions"] == 2
+    new = MemoryStore()
+    copied = manager.replace_store(new)
+    assert copied == 2
+    assert sorted(new.list_ids()) == ["a", "b", "c", "d"]
+    for sid in "abcd":
+        assert manager.get_or_create(sid).recent_messages == [{"role": "user", "content": sid}]
+    manager.get_or_create("a").add_message({"role": "user", "content": "more"})
+    manager.flush()
+    assert new.load("a")["total_turns"] == 2  # type: ignore[index]
