@@ -51,9 +51,11 @@ def run_agent_cell(
 
         agent.demo_notice_shown = True
         display(Markdown(f"ℹ️ {DEMO_NOTICE}"))
+    # A terminal IPython cannot update a display in place: show the answer once.
+    in_kernel = getattr(context.shell, "kernel", None) is not None
     renderer = CellRenderer(
         f"{endpoint.model} · session {session}",
-        live=live,
+        live=live and in_kernel,
         interval=config.render_interval,
         bytes_per_second=config.render_bytes_per_second,
     )

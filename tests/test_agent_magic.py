@@ -297,3 +297,30 @@ def test_llm_summarizer_compacts_in_the_background(kernel: Kernel, server: FakeM
         assert len(summary_request[-1]["content"]) < 30_000  # the request itself is bounded
     finally:
         kernel.ok("ctx.config.summarizer = 'extractive'; ctx.config.max_recent = 10")
+
+
+def test_a_conversation_survives_a_kernel_restart(tmp_path: Path) -> None:
+    """Kernel shutdown flushes live sessions to the default SQLite store."""
+    server = FakeModelServer(default=None).start()
+    env = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": KEY}
+    try:
+        first = Kernel(tmp_path, env)
+        server.enqueue_text("remembered answer")
+        first.ok("%load_ext jupyter_agentmem\n")
+        first.ok("%%agent -s keep\nremember this")
+        first.shutdown()  # a clean shutdown runs the extension's exit hook
+        second = Kernel(tmp_path, env)
+        try:
+            second.ok("%load_ext jupyter_agentmem\nfrom jupyter_agentmem import get_manager")
+            stored = second.value("get_manager().get_or_create('keep').recent_messages")
+            assert stored == [
+                {"role": "user", "content": "remember this"},
+                {"role": "assistant", "content": "remembered answer"},
+            ]
+            db = tmp_path / "jupyter-data" / "agentmem" / "sessions.sqlite3"
+            assert db.exists()
+            assert KEY.encode() not in db.read_bytes()
+        finally:
+            second.shutdown()
+    finally:
+        server.stop()
