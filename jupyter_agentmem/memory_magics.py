@@ -9,7 +9,6 @@ sub-command is testable without a shell and usable from Python.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import html
 import os
 import re
@@ -125,32 +124,6 @@ def apply_limits(context: KernelContext, max_sessions: int | None = None,
             "memory_limit_source": f"{real.source} ({real.detail})"}
 
 
-def update_policy(context: KernelContext, **changes: Any) -> None:
-    """Replace the manager's StatePolicy; sessions sharing the old one switch too.
-
-    States keep a reference to their policy, so replacing ``manager.policy``
-    alone would only reach new sessions.  Until the manager offers this itself
-    (``SessionManager.update_policy``), the known states are updated here.
-    """
-    manager = context.manager
-    updater = getattr(manager, "update_policy", None)
-    if updater is not None:
-        updater(**changes)
-        return
-    with manager.lock:
-        old = manager.policy
-        manager.policy = new = dataclasses.replace(old, **changes)
-        for state in list(manager._known.values()):
-            if state.policy is old:
-                state.policy = new
-
-
-def enforce(context: KernelContext) -> None:
-    """Apply lowered budgets now rather than at the next manager operation."""
-    manager: Any = context.manager
-    getattr(manager, "enforce_budget", manager._after_change)()
-
-
 _POLICY_KEYS = ("max_recent", "max_recent_bytes", "max_summary_chars")
 
 
@@ -190,8 +163,14 @@ def set_values(context: KernelContext, values: dict[str, Any]) -> dict[str, Any]
     crit = values.get("critical_pct", config.critical_pct)
     if not 0 < warn < crit <= 100:
         raise MemoryCommandError(f"need 0 < warning_pct < critical_pct <= 100, got {warn}, {crit}")
+    if values.get("store_url", config.store_url) != config.store_url:
+        try:  # moves every session; raises before anything changes if the URL is bad
+            values["sessions_moved"] = context.switch_store(values["store_url"])
+        except Exception as exc:
+            raise MemoryCommandError(f"store_url={values['store_url']!r}: {exc}") from None
     for key, value in values.items():
-        setattr(config, key, value)
+        if key != "sessions_moved":
+            setattr(config, key, value)
     _apply_live(context, values)
     return values
 
@@ -202,15 +181,15 @@ def _apply_live(context: KernelContext, values: dict[str, Any]) -> None:
         if key in values:
             setattr(manager, key, values[key])
     policy = {k: values[k] for k in _POLICY_KEYS if k in values}
-    if policy:
-        update_policy(context, **policy)
+    if policy:  # states share the manager's policy object: all of them switch, live or evicted
+        manager.update_policy(**policy)
     monitor.warning_pct = float(context.config.warning_pct)
     monitor.critical_pct = float(context.config.critical_pct)
     if values.get("memory_guard"):
         from .guard import install_guard
 
         install_guard(context)
-    enforce(context)
+    manager.enforce_budget()
 
 
 # ------------------------------------------------------------------ rendering
@@ -371,9 +350,7 @@ class MemoryMagics(Magics):
     def _do_config(self, ctx: KernelContext, sub: Any, _args: Any) -> None:
         if sub.assignments:
             changed = set_config(ctx, sub.assignments)
-            show("set " + ", ".join(f"{k}={v!r}" for k, v in changed.items())
-                 + ("; store_url applies after %reload_ext jupyter_agentmem"
-                    if "store_url" in changed else ""))
+            show("set " + ", ".join(f"{k}={v!r}" for k, v in changed.items()))
         else:
             show_table("settings (%agent_memory config key=value)", ("key", "value", "help"),
                        config_rows(ctx))

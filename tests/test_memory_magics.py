@@ -196,8 +196,20 @@ def test_config_table_and_setting(ctx: Any, shell: InteractiveShell,
     assert ctx.manager.max_sessions == 7 and ctx.monitor.warning_pct == 60.0
     assert ctx.manager.policy.max_summary_chars == 500
     assert text.startswith("set max_sessions=7, idle_timeout=None")
-    text, _ = run(shell, "config idle_timeout=30 store_url=memory://")
-    assert ctx.manager.idle_timeout == 30.0 and "store_url applies after %reload_ext" in text
+    run(shell, "config idle_timeout=30")
+    assert ctx.manager.idle_timeout == 30.0
+
+
+def test_config_store_url_moves_sessions_live(ctx: Any, shell: InteractiveShell,
+                                              tmp_path: Path) -> None:
+    ctx.manager.evict("s1")
+    assert "bogus://" in usage_error(shell, "config store_url=bogus://x")
+    assert ctx.config.store_url == "memory://"
+    url = f"sqlite:///{tmp_path / 'sessions.db'}"
+    text, _ = run(shell, f"config store_url={url}")
+    assert "sessions_moved=" in text and ctx.config.store_url == url
+    assert type(ctx.manager.store).__name__ == "SQLiteStore"
+    assert ctx.manager.get("s1").recent_messages == [{"role": "user", "content": "q1"}]
 
 
 def test_config_is_all_or_nothing(ctx: Any) -> None:
