@@ -40,6 +40,49 @@ _COUNTERS = (
 )
 
 
+class _Largest:
+    """The largest live sessions, kept incrementally so a dashboard tick is O(K), not O(n).
+
+    Invariant: every live session that is not a candidate has at most ``floor``
+    bytes. A session that grows past the floor becomes a candidate (O(1)); the
+    candidates are trimmed back to ``K`` when they reach ``2K``, raising the
+    floor. Only when fewer candidates remain than asked for is there a full scan.
+    """
+
+    K = 64
+
+    def __init__(self) -> None:
+        self.members: dict[str, ConversationState] = {}
+        self.floor = 0
+
+    def consider(self, state: ConversationState) -> None:
+        size = state.memory_estimate_bytes
+        if size > self.floor:
+            self.members[state.session_id] = state
+            if len(self.members) >= 2 * self.K:
+                kept = heapq.nlargest(self.K, self.members.values(), key=_size_of)
+                self.members = {s.session_id: s for s in kept}
+                self.floor = max(self.floor, kept[-1].memory_estimate_bytes)
+        elif state.session_id in self.members:
+            del self.members[state.session_id]  # shrank below the floor: the invariant holds
+
+    def discard(self, session_id: str) -> None:
+        self.members.pop(session_id, None)
+
+    def top(self, n: int, live: dict[str, ConversationState]) -> list[ConversationState]:
+        members = [s for sid, s in self.members.items() if live.get(sid) is s]
+        if len(members) < min(n, len(live)):
+            kept = heapq.nlargest(max(n, self.K), live.values(), key=_size_of)
+            self.members = {s.session_id: s for s in kept}
+            self.floor = kept[-1].memory_estimate_bytes if len(live) > len(kept) else 0
+            members = kept
+        return heapq.nlargest(n, members, key=_size_of)
+
+
+def _size_of(state: ConversationState) -> int:
+    return state.memory_estimate_bytes
+
+
 @dataclass
 class _Eviction:
     state: ConversationState
@@ -100,6 +143,7 @@ class SessionManager:
             weakref.WeakValueDictionary()
         )
         self._bytes = 0
+        self._largest = _Largest()
         self._counters = dict.fromkeys(_COUNTERS, 0)
         self._store_down_until = 0.0
         self.last_store_error: str | None = None
@@ -117,6 +161,9 @@ class SessionManager:
             del self._evicting[sid]
             self._live[sid] = state
             self._bytes += state.memory_estimate_bytes
+        else:
+            return
+        self._largest.consider(state)
 
     def _note(self, counter: str, amount: int = 1) -> None:
         with self.lock:
@@ -160,6 +207,7 @@ class SessionManager:
             for state in chosen:
                 del self._live[state.session_id]
                 self._bytes -= state.memory_estimate_bytes
+                self._largest.discard(state.session_id)
             if self.idle_timeout is not None:
                 horizon = now - self.idle_timeout
                 while self._live:
@@ -180,8 +228,9 @@ class SessionManager:
             return batch
 
     def _pop_lru(self) -> ConversationState:
-        _, state = self._live.popitem(last=False)
+        sid, state = self._live.popitem(last=False)
         self._bytes -= state.memory_estimate_bytes
+        self._largest.discard(sid)
         return state
 
     def _save(self, sid: str, doc: SessionData, base_turns: int) -> SessionData:
@@ -244,6 +293,7 @@ class SessionManager:
                 self._live[sid] = item.state
                 self._live.move_to_end(sid, last=False)
                 self._bytes += item.state.memory_estimate_bytes
+                self._largest.consider(item.state)
         if first:
             log.warning(
                 "could not persist session %r (%s); sessions stay in memory, over budget, "
@@ -280,6 +330,7 @@ class SessionManager:
                 return None
             self._live[sid] = state
             self._bytes += state.memory_estimate_bytes
+            self._largest.consider(state)
         self._live.move_to_end(sid)
         state.last_access = time.time()
         return state
@@ -313,6 +364,7 @@ class SessionManager:
             self._live[sid] = state
             self._known[sid] = state
             self._bytes += state.memory_estimate_bytes
+            self._largest.consider(state)
             return state
 
     def _restore_into(self, state: ConversationState) -> None:
@@ -369,6 +421,7 @@ class SessionManager:
         standalone state that no longer belongs to this manager."""
         with self.lock:
             state = self._live.pop(session_id, None) or self._evicting.pop(session_id, None)
+            self._largest.discard(session_id)
             if state is not None:
                 self._bytes -= state.memory_estimate_bytes
             held = state or self._known.get(session_id)
@@ -505,10 +558,9 @@ class SessionManager:
         }
 
     def largest_sessions(self, n: int = 10) -> list[dict[str, Any]]:
-        """The ``n`` largest live sessions (heap selection, no full sort)."""
+        """The ``n`` largest live sessions; O(n + K) per call, not O(sessions)."""
         with self.lock:
-            top = heapq.nlargest(n, self._live.values(), key=lambda s: s.memory_estimate_bytes)
-            return [self.session_info(s) for s in top]
+            return [self.session_info(s) for s in self._largest.top(n, self._live)]
 
     def list_sessions(self) -> list[dict[str, Any]]:
         """Every session, live ones first (with sizes), then those only in the store."""

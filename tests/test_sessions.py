@@ -11,7 +11,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from jupyter_agentmem import ConversationState, SessionManager, StatePolicy
+from jupyter_agentmem import ConversationState, ExtractiveSummarizer, SessionManager, StatePolicy
 from jupyter_agentmem.errors import StoreError
 from jupyter_agentmem.stores import MemoryStore, SQLiteStore
 
@@ -308,3 +308,29 @@ def test_replace_store_moves_every_session(tmp_path: Any) -> None:
     manager.get_or_create("a").add_message({"role": "user", "content": "more"})
     manager.flush()
     assert new.load("a")["total_turns"] == 2  # type: ignore[index]
+
+
+def test_largest_sessions_match_a_full_sort_under_churn() -> None:
+    import random
+
+    rng = random.Random(7)
+    manager = small_manager(
+        max_sessions=400, max_memory_bytes=64 * 1024 * 1024, policy=StatePolicy(auto_compact=False)
+    )
+    for step in range(4000):
+        sid = f"s{rng.randrange(500)}"
+        if rng.random() < 0.05:
+            manager.evict(sid)
+        elif rng.random() < 0.05 and sid in manager.live_ids():
+            manager.get_or_create(sid).compact(ExtractiveSummarizer())
+        else:
+            manager.get_or_create(sid).add_message(
+                {"role": "user", "content": "x" * rng.randrange(5000)}
+            )
+        if step % 250 == 0:
+            with manager.lock:
+                expected = sorted(
+                    (s.memory_estimate_bytes for s in manager._live.values()), reverse=True
+                )[:10]
+            got = [row["estimated_bytes"] for row in manager.largest_sessions(10)]
+            assert got == expected

@@ -58,6 +58,11 @@ class MemoryStore:
         with self._lock:
             return list(self._docs)
 
+    def count(self) -> int:
+        """Number of stored sessions (cheap; used by ``SessionManager.stats``)."""
+        with self._lock:
+            return len(self._docs)
+
     def close(self) -> None:
         """Nothing to release; kept for the protocol."""
 
