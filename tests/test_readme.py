@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -15,6 +16,7 @@ def test_magics_reference_is_generated_from_the_code() -> None:
     result = subprocess.run(
         [sys.executable, "scripts/readme_magics.py", "--check"],
         cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
         check=False,
