@@ -48,10 +48,10 @@ CELLS = [
     "%agent_memory --interval 0.5",
     "import time\n"
     "blocks = []\n"
-    "for step in range(16):  # ~320 MiB in steps, while the dashboard keeps updating\n"
-    "    blocks.append(bytearray(20 * 2**20))\n"
+    "for step in range(16):  # ~352 MiB in steps, while the dashboard keeps updating\n"
+    "    blocks.append(bytearray(22 * 2**20))\n"
     "    time.sleep(0.5)\n"
-    "print('allocated', len(blocks) * 20, 'MiB')",
+    "print('allocated', len(blocks) * 22, 'MiB')",
 ]
 
 
@@ -196,7 +196,10 @@ def test_dashboard_updates_while_another_cell_runs(lab: str, tmp_path: Path) -> 
             )
             page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=30_000)
             bar = page.locator(".agentmem-dashboard .widget-hprogress .progress-bar")
-            assert "progress-bar-warning" in (bar.get_attribute("class") or "")  # 480M limit
+            # ~352 MiB allocated under MEM_LIMIT=480M: past the 75 % warning level, whatever
+            # the kernel's base size (the guard may even see "critical" on a big one)
+            bar_class = bar.get_attribute("class") or ""
+            assert "progress-bar-warning" in bar_class or "progress-bar-danger" in bar_class
             page.locator(".agentmem-dashboard").scroll_into_view_if_needed()
             shot = REPO / "docs" / "dashboard.png" if SCREENSHOT_TO_DOCS else tmp_path / "dash.png"
             page.screenshot(path=str(shot))
