@@ -26,7 +26,7 @@ from typing import Any
 
 import psutil
 
-from jupyter_agentmem import SessionManager, ToolOutputTruncator
+from jupyter_agentmem import SessionManager, StatePolicy, ToolOutputTruncator
 from jupyter_agentmem.stores import MemoryStore, SQLiteStore
 
 from . import workload
@@ -173,6 +173,20 @@ def throughput_add(sessions: int, rounds: int) -> dict[str, float]:
             for message in turn:
                 state.add_message(message)
     engine = count / (time.perf_counter() - started)
+    bare_manager = SessionManager(
+        max_sessions=max(sessions, 1000),
+        max_memory_bytes=64 * 1024 * MiB,
+        store=MemoryStore(),
+        policy=StatePolicy(auto_compact=False, max_recent=10**9, max_recent_bytes=2**62),
+    )
+    bare_states = [bare_manager.get_or_create(f"s{i}") for i in range(sessions)]
+    started = time.perf_counter()
+    for _ in range(rounds):
+        for state in bare_states:
+            for message in turn:
+                state.add_message(message)
+    bare = count / (time.perf_counter() - started)
+    del bare_manager, bare_states
     histories: list[list[dict[str, Any]]] = [[] for _ in range(sessions)]
     started = time.perf_counter()
     for _ in range(rounds):
@@ -193,7 +207,13 @@ def throughput_add(sessions: int, rounds: int) -> dict[str, float]:
     for text in outputs:
         truncator.truncate(text)
     truncate_us = (time.perf_counter() - started) / len(outputs) * 1e6
-    return {"engine": engine, "naive": naive, "get_or_create": get_rate, "truncate_us": truncate_us}
+    return {
+        "engine": engine,
+        "bare": bare,
+        "naive": naive,
+        "get_or_create": get_rate,
+        "truncate_us": truncate_us,
+    }
 
 
 def eviction_cycle(sessions: int, turns: int, live: int) -> dict[str, float]:
@@ -275,6 +295,7 @@ def main() -> None:
     print("\n## Throughput (live sessions)")
     rates = throughput_add(200 if quick else 1000, 3 if quick else 20)
     print(f"add_message/s  engine defaults (incl. inline compaction): {rates['engine']:>12,.0f}")
+    print(f"add_message/s  engine, compaction off (the add path):     {rates['bare']:>12,.0f}")
     print(
         f"add_message/s  naive list.append:                         {rates['naive']:>12,.0f}"
         f"  ({rates['naive'] / rates['engine']:.0f}x faster, unbounded)"
