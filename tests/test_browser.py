@@ -20,6 +20,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,10 +62,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def notebook(path: Path) -> None:
+AGENT_CELLS = [
+    "%load_ext jupyter_agentmem\n"
+    "from jupyter_agentmem import agent_tool\n"
+    "from jupyter_agentmem.extension import get_context\n"
+    "get_context().agent  # the demo model streams ~5 chars per 15 ms\n"
+    "SALES = [{'region': r, 'units': 10 * i} for i, r in enumerate(['north', 'south', 'east'])]\n"
+    "\n"
+    "@agent_tool\n"
+    "def sales_table(region: str) -> list:\n"
+    "    'Rows of the sales table for one region.'\n"
+    "    return [row for row in SALES if row['region'] == region]",
+    "%%agent -s browser\n"
+    "Please call sales_table for region 'north' and tell me what you found, in detail, "
+    "so this answer is long enough to watch it stream into the notebook cell.",
+]
+
+
+def notebook(path: Path, sources: list[str] = CELLS) -> None:
     cells = [
         {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": src}
-        for src in CELLS
+        for src in sources
     ]
     path.write_text(
         json.dumps(
@@ -90,6 +108,7 @@ def lab(tmp_path: Path) -> Iterator[str]:
     root = tmp_path / "root"
     root.mkdir()
     notebook(root / "dashboard.ipynb")
+    notebook(root / "agent.ipynb", AGENT_CELLS)
     port, token = free_port(), secrets.token_hex(16)
     env = dict(
         os.environ,
@@ -135,7 +154,7 @@ def lab(tmp_path: Path) -> Iterator[str]:
                 if server.poll() is not None or time.monotonic() > deadline:
                     pytest.fail("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text())
                 time.sleep(0.3)
-        yield f"{base}/lab/tree/dashboard.ipynb?token={token}"
+        yield f"{base}/lab/tree/{{notebook}}?token={token}"
     finally:
         server.terminate()
         try:
@@ -151,32 +170,72 @@ def rss_mib(text: str) -> float:
     return float(match.group(1)) * (1024 if match.group(2) == "GiB" else 1)
 
 
-def test_dashboard_updates_while_another_cell_runs(lab: str, tmp_path: Path) -> None:
-    from playwright.sync_api import Error, sync_playwright
+def run_all(page: Any, url: str) -> None:
+    page.goto(url, timeout=60_000)
+    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
+    news = page.get_by_role("button", name="No")  # "Would you like to get notified..."
+    if news.count():
+        news.first.click()
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+
+
+def launch(pw: Any, tmp_path: Path) -> Any:
+    from playwright.sync_api import Error
+
+    try:
+        return pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1400, "height": 1300},
+        )
+    except Error as exc:
+        pytest.fail(
+            f"Chromium could not start from {CHROMIUM} (is the Debian chromium "
+            f"package installed?): {exc}"
+        )
+
+
+def test_agent_answer_streams_into_the_cell(lab: str, tmp_path: Path) -> None:
+    """In real JupyterLab: the answer grows in place, then renders as the cell's result."""
+    from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        try:
-            browser = pw.chromium.launch_persistent_context(
-                str(tmp_path / "chromium-profile"),
-                executable_path=CHROMIUM,
-                args=CHROMIUM_ARGS,
-                headless=True,
-                viewport={"width": 1400, "height": 1300},
-            )
-        except Error as exc:
-            pytest.fail(
-                f"Chromium could not start from {CHROMIUM} (is the Debian chromium "
-                f"package installed?): {exc}"
-            )
+        browser = launch(pw, tmp_path)
         try:
             page = browser.pages[0] if browser.pages else browser.new_page()
-            page.goto(lab, timeout=60_000)
+            run_all(page, lab.format(notebook="agent.ipynb"))
+            outputs = page.locator(".jp-Cell").nth(1).locator(".jp-OutputArea")
+            live = outputs.get_by_text("(demo model)")
+            live.first.wait_for(timeout=60_000)
+            shot = REPO / "docs" / "streaming.png" if SCREENSHOT_TO_DOCS else tmp_path / "s.png"
+            lengths = []
+            for i in range(8):
+                lengths.append(len(outputs.inner_text()))
+                if i == 2:
+                    page.screenshot(path=str(shot))  # mid-stream
+                time.sleep(0.1)
+            assert len(set(lengths)) >= 3, f"the answer did not grow in place: {lengths}"
+            assert "sales_table" in outputs.inner_text()  # the tool call is shown
             page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
-            news = page.get_by_role("button", name="No")  # "Would you like to get notified..."
-            if news.count():
-                news.first.click()
-            page.get_by_role("menuitem", name="Run", exact=True).click()
-            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+            result = page.locator(".jp-Cell").nth(1).locator(".jp-OutputArea-executeResult")
+            result.wait_for(timeout=10_000)
+            assert "north" in result.inner_text()  # the tool's rows reached the answer
+            assert "session `browser`" in outputs.inner_text() or "browser" in outputs.inner_text()
+        finally:
+            browser.close()
+
+
+def test_dashboard_updates_while_another_cell_runs(lab: str, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = launch(pw, tmp_path)
+        try:
+            page = browser.pages[0] if browser.pages else browser.new_page()
+            run_all(page, lab.format(notebook="dashboard.ipynb"))
             rss = page.locator(".agentmem-dashboard .agentmem-rss")
             rss.wait_for(timeout=30_000)
             assert page.locator(".agentmem-dashboard .widget-hprogress").count() == 1
