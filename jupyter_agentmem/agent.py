@@ -28,7 +28,7 @@ from .llm import Event, Finish, TextDelta, ToolCall, Usage, describe_error
 from .sessions import SessionManager
 from .state import ConversationState
 from .summarize import LLMSummarizer, Summarizer
-from .tools import Tool, ToolRegistry, acall_tool, call_tool, default_registry
+from .tools import Tool, ToolOutcome, ToolRegistry, acall_tool, call_tool, default_registry
 from .truncate import ToolOutputTruncator
 
 log = logging.getLogger(__name__)
@@ -333,16 +333,50 @@ class Agent:
         turn.text = []
         turn.pending = list(calls)
 
-    def _tool_result(self, turn: _Turn, call: ToolCall, outcome: Any, started: float) -> ToolResult:
+    def _stream_args(
+        self,
+        turn: _Turn,
+        response: Response,
+        endpoint: Endpoint,
+        specs: list[dict[str, Any]],
+        round_number: int,
+        settings: dict[str, Any],
+    ) -> dict[str, Any]:
+        """One request: the context so far; tools offered except on the last allowed round."""
+        offer = specs if specs and round_number < self.config.max_tool_rounds else None
+        return {
+            "model": endpoint.model,
+            "messages": self._context(turn, response.options),
+            "tools": offer,
+            **settings,
+        }
+
+    @staticmethod
+    def _absorb(turn: _Turn, response: Response, event: Event, calls: list[ToolCall]) -> bool:
+        """Record one stream event; returns False for tool calls (run after the stream)."""
+        if isinstance(event, ToolCall):
+            calls.append(event)
+            return False
+        if isinstance(event, TextDelta):
+            turn.text.append(event.text)
+        response._record(event)
+        return True
+
+    def _tool_result(
+        self, turn: _Turn, response: Response, call: ToolCall, outcome: ToolOutcome, started: float
+    ) -> ToolResult:
+        """Stage a tool's (truncated) result for the model and the session."""
         if outcome.error is not None:
             content, saved, error = f"Error: {outcome.error}", 0, outcome.error
         else:
-            result = self._truncator().truncate_ex(outcome.value)
-            content, saved, error = result.text, result.saved_chars, None
+            truncated = self._truncator().truncate_ex(outcome.value)
+            content, saved, error = truncated.text, truncated.saved_chars, None
         turn.staged.append({"role": "tool", "tool_call_id": call.id, "content": content})
         turn.pending.remove(call)
         turn.saved += saved
-        return ToolResult(call, content, error, time.perf_counter() - started, saved)
+        result = ToolResult(call, content, error, time.perf_counter() - started, saved)
+        response._record(result)
+        return result
 
     def _commit(self, response: Response, turn: _Turn, interrupted: bool) -> None:
         staged = turn.staged
@@ -419,37 +453,18 @@ class Agent:
         try:
             client = self._client(endpoint)
             for round_number in range(self.config.max_tool_rounds + 1):
-                offer = specs if specs and round_number < self.config.max_tool_rounds else None
                 calls: list[ToolCall] = []
-                stream = stream_chat(
-                    client,
-                    model=endpoint.model,
-                    messages=self._context(turn, response.options),
-                    tools=offer,
-                    **settings,
-                )
-                for event in stream:
-                    if isinstance(event, ToolCall):
-                        calls.append(event)
-                        continue
-                    if isinstance(event, TextDelta):
-                        turn.text.append(event.text)
-                    response._record(event)
-                    yield event
+                args = self._stream_args(turn, response, endpoint, specs, round_number, settings)
+                for event in stream_chat(client, **args):
+                    if self._absorb(turn, response, event, calls):
+                        yield event
                 if not calls:
                     break
                 self._tool_round(turn, calls)
                 for call in calls:
-                    t0 = time.perf_counter()
-                    tool = by_name.get(call.name)
-                    outcome = (
-                        call_tool(tool, call.arguments)
-                        if tool is not None
-                        else _unknown_tool(call.name, by_name)
-                    )
-                    result = self._tool_result(turn, call, outcome, t0)
-                    response._record(result)
-                    yield result
+                    t0, tool = time.perf_counter(), by_name.get(call.name)
+                    outcome = call_tool(tool, call.arguments) if tool else _unknown(call, by_name)
+                    yield self._tool_result(turn, response, call, outcome, t0)
         except (KeyboardInterrupt, GeneratorExit):
             self._commit(response, turn, interrupted=True)
             response.elapsed = time.perf_counter() - started
@@ -471,36 +486,20 @@ class Agent:
         try:
             client = self._client(endpoint, asynchronous=True)
             for round_number in range(self.config.max_tool_rounds + 1):
-                offer = specs if specs and round_number < self.config.max_tool_rounds else None
                 calls: list[ToolCall] = []
-                async for event in astream_chat(
-                    client,
-                    model=endpoint.model,
-                    messages=self._context(turn, response.options),
-                    tools=offer,
-                    **settings,
-                ):
-                    if isinstance(event, ToolCall):
-                        calls.append(event)
-                        continue
-                    if isinstance(event, TextDelta):
-                        turn.text.append(event.text)
-                    response._record(event)
-                    yield event
+                args = self._stream_args(turn, response, endpoint, specs, round_number, settings)
+                async for event in astream_chat(client, **args):
+                    if self._absorb(turn, response, event, calls):
+                        yield event
                 if not calls:
                     break
                 self._tool_round(turn, calls)
                 for call in calls:
-                    t0 = time.perf_counter()
-                    tool = by_name.get(call.name)
+                    t0, tool = time.perf_counter(), by_name.get(call.name)
                     outcome = (
-                        await acall_tool(tool, call.arguments)
-                        if tool is not None
-                        else _unknown_tool(call.name, by_name)
+                        await acall_tool(tool, call.arguments) if tool else _unknown(call, by_name)
                     )
-                    result = self._tool_result(turn, call, outcome, t0)
-                    response._record(result)
-                    yield result
+                    yield self._tool_result(turn, response, call, outcome, t0)
         except (KeyboardInterrupt, asyncio.CancelledError, GeneratorExit):
             self._commit(response, turn, interrupted=True)
             response.elapsed = time.perf_counter() - started
@@ -512,11 +511,9 @@ class Agent:
         response.elapsed = time.perf_counter() - started
 
 
-def _unknown_tool(name: str, known: Mapping[str, Tool]) -> Any:
-    from .tools import ToolOutcome
-
+def _unknown(call: ToolCall, known: Mapping[str, Tool]) -> ToolOutcome:
     names = ", ".join(sorted(known)) or "none"
-    return ToolOutcome(None, f"there is no tool named {name!r} (available: {names})")
+    return ToolOutcome(None, f"there is no tool named {call.name!r} (available: {names})")
 
 
 __all__ = ["Agent", "AsyncResponse", "ModelError", "Response", "ToolResult", "TurnOptions"]

@@ -101,6 +101,18 @@ def _default_truncator() -> ToolOutputTruncator:
 _DEFAULT_POLICY = StatePolicy()
 
 
+@dataclass(frozen=True)
+class _Fold:
+    """A compaction in progress: which messages, on top of which summary and state."""
+
+    summarizer: Summarizer
+    k: int
+    batch: list[Message]
+    previous: str
+    generation: int
+    limit: int
+
+
 class ConversationState:
     """Summary + recent messages of one session, with incremental byte accounting."""
 
@@ -385,12 +397,34 @@ class ConversationState:
             summary = summary[: head - 2] + " …" + summary[-(limit - head) :]
         return summary
 
-    def _begin_compaction(self) -> tuple[int, list[Message], str, int] | None:
+    def _begin_compaction(self, summarizer: Summarizer | None) -> _Fold | None:
+        """Pick the messages to fold (under the lock); None when there is nothing to do."""
+        chosen = summarizer or self.policy.summarizer
+        if chosen is None:
+            raise SummarizerError("compaction needs a summarizer, e.g. ExtractiveSummarizer()")
         with self._loaded() as messages:
             k = self._split_point(messages)
             if k == 0:
                 return None
-            return k, messages[:k], self._summary, self._generation
+            return _Fold(
+                chosen,
+                k,
+                messages[:k],
+                self._summary,
+                self._generation,
+                self.policy.max_summary_chars,
+            )
+
+    def _end_compaction(self, fold: _Fold, summary: str) -> bool:
+        """Bound the new summary, apply it unless the state changed meanwhile."""
+        try:
+            summary = self._bounded(summary, fold.summarizer)
+        except Exception as exc:
+            raise self._failed(exc, fold.batch) from exc
+        done = self._finish_compaction(fold.k, summary, fold.generation)
+        if done and self._owner is not None:
+            self._owner._after_change()
+        return done
 
     def _finish_compaction(self, k: int, summary: str, generation: int) -> bool:
         with self._lock:
@@ -430,42 +464,25 @@ class ConversationState:
         The summarizer runs without any lock held (it may call a model). If it
         raises, nothing changes and :class:`SummarizerError` is raised.
         """
-        summarizer = summarizer or self.policy.summarizer
-        if summarizer is None:
-            raise SummarizerError("compact() needs a summarizer, e.g. ExtractiveSummarizer()")
-        begun = self._begin_compaction()
-        if begun is None:
+        fold = self._begin_compaction(summarizer)
+        if fold is None:
             return False
-        k, batch, previous, generation = begun
-        limit = self.policy.max_summary_chars
         try:
-            summary = self._bounded(summarizer.summarize(batch, previous, limit), summarizer)
+            summary = fold.summarizer.summarize(fold.batch, fold.previous, fold.limit)
         except Exception as exc:
-            raise self._failed(exc, batch) from exc
-        done = self._finish_compaction(k, summary, generation)
-        if done and self._owner is not None:
-            self._owner._after_change()
-        return done
+            raise self._failed(exc, fold.batch) from exc
+        return self._end_compaction(fold, summary)
 
     async def acompact(self, summarizer: Summarizer | None = None) -> bool:
         """Async twin of :meth:`compact` (awaits ``summarizer.asummarize``)."""
-        summarizer = summarizer or self.policy.summarizer
-        if summarizer is None:
-            raise SummarizerError("acompact() needs a summarizer, e.g. ExtractiveSummarizer()")
-        begun = self._begin_compaction()
-        if begun is None:
+        fold = self._begin_compaction(summarizer)
+        if fold is None:
             return False
-        k, batch, previous, generation = begun
-        limit = self.policy.max_summary_chars
         try:
-            summary = await summarizer.asummarize(batch, previous, limit)
-            summary = self._bounded(summary, summarizer)
+            summary = await fold.summarizer.asummarize(fold.batch, fold.previous, fold.limit)
         except Exception as exc:
-            raise self._failed(exc, batch) from exc
-        done = self._finish_compaction(k, summary, generation)
-        if done and self._owner is not None:
-            self._owner._after_change()
-        return done
+            raise self._failed(exc, fold.batch) from exc
+        return self._end_compaction(fold, summary)
 
     # ---------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:

@@ -149,14 +149,22 @@ class ToolRegistry:
         return chosen
 
 
-def call_tool(tool: Tool, arguments: str) -> ToolOutcome:
-    """Run a tool with the model's JSON arguments; failures become an error text."""
+def _arguments(arguments: str) -> dict[str, Any] | ToolOutcome:
+    """The model's JSON arguments as keyword arguments, or the error to send back."""
     try:
         kwargs = json.loads(arguments or "{}")
     except ValueError as exc:
         return ToolOutcome(None, f"arguments are not valid JSON ({exc}); send a JSON object")
     if not isinstance(kwargs, dict):
         return ToolOutcome(None, "arguments must be a JSON object of named parameters")
+    return kwargs
+
+
+def call_tool(tool: Tool, arguments: str) -> ToolOutcome:
+    """Run a tool with the model's JSON arguments; failures become an error text."""
+    kwargs = _arguments(arguments)
+    if isinstance(kwargs, ToolOutcome):
+        return kwargs
     try:
         value = tool.function(**kwargs)
         if inspect.isawaitable(value):
@@ -192,12 +200,9 @@ def _run_awaitable(value: Any) -> Any:
 
 async def acall_tool(tool: Tool, arguments: str) -> ToolOutcome:
     """Async twin of :func:`call_tool`: coroutine tools are awaited, sync ones run in a thread."""
-    try:
-        kwargs = json.loads(arguments or "{}")
-    except ValueError as exc:
-        return ToolOutcome(None, f"arguments are not valid JSON ({exc}); send a JSON object")
-    if not isinstance(kwargs, dict):
-        return ToolOutcome(None, "arguments must be a JSON object of named parameters")
+    kwargs = _arguments(arguments)
+    if isinstance(kwargs, ToolOutcome):
+        return kwargs
     try:
         if inspect.iscoroutinefunction(tool.function):
             value = await tool.function(**kwargs)
