@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import heapq
 import logging
+import random
 import threading
 import time
 import weakref
@@ -30,6 +31,7 @@ from .summarize import ExtractiveSummarizer, Summarizer
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
+_CONFLICT_RETRIES = 12
 _COUNTERS = (
     "evictions",
     "restores",
@@ -236,11 +238,13 @@ class SessionManager:
     def _save(self, sid: str, doc: SessionData, base_turns: int) -> SessionData:
         """Save with optimistic concurrency; on conflict merge with the stored copy."""
         added = int(doc["total_turns"]) - base_turns  # this kernel's turns, kept across retries
-        for _ in range(5):
+        for attempt in range(_CONFLICT_RETRIES):
             try:
                 self.store.save(sid, doc)
                 return doc
             except SessionConflictError:
+                if attempt:  # two kernels saving in lockstep: let one of them win
+                    time.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
                 stored = self.store.load(sid)
                 doc = merge_documents(stored, doc, base_turns, self.policy.max_summary_chars)
                 base_turns = int(doc["total_turns"]) - added
