@@ -44,8 +44,10 @@ log = logging.getLogger(__name__)
 Snapshot = dict[str, Any]
 STATUS_STYLE = {"ok": "success", "warning": "warning", "critical": "danger"}
 _COLOURS = {"ok": "#2e7d32", "warning": "#ef6c00", "critical": "#c62828"}
-_TABLE_CSS = ("<style>.agentmem-table{border-collapse:collapse}.agentmem-table th,"
-              ".agentmem-table td{text-align:left;padding:1px 14px 1px 0;line-height:1.3}</style>")
+_TABLE_CSS = (
+    "<style>.agentmem-table{border-collapse:collapse}.agentmem-table th,"
+    ".agentmem-table td{text-align:left;padding:1px 14px 1px 0;line-height:1.3}</style>"
+)
 SESSION_HEADERS = ("session", "messages", "summary chars", "bytes", "last active", "in memory")
 
 
@@ -88,8 +90,10 @@ def html_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
     )
-    return (f"<table class='agentmem-table'>{_TABLE_CSS}<thead><tr>{head}</tr></thead>"
-            f"<tbody>{body}</tbody></table>")
+    return (
+        f"<table class='agentmem-table'>{_TABLE_CSS}<thead><tr>{head}</tr></thead>"
+        f"<tbody>{body}</tbody></table>"
+    )
 
 
 def session_rows(top: Sequence[dict[str, Any]], now: float) -> list[tuple[object, ...]]:
@@ -97,39 +101,54 @@ def session_rows(top: Sequence[dict[str, Any]], now: float) -> list[tuple[object
     rows: list[tuple[object, ...]] = []
     for s in top:
         last = s.get("last_access")
-        rows.append((
-            s.get("session_id", "?"),
-            "n/a" if s.get("messages") is None else s["messages"],
-            s.get("summary_chars", "n/a"),
-            fmt_bytes(s.get("estimated_bytes")),
-            "n/a" if last is None else fmt_age(now - float(last)) + " ago",
-            "yes" if s.get("in_memory") else "no",
-        ))
+        rows.append(
+            (
+                s.get("session_id", "?"),
+                "n/a" if s.get("messages") is None else s["messages"],
+                s.get("summary_chars", "n/a"),
+                fmt_bytes(s.get("estimated_bytes")),
+                "n/a" if last is None else fmt_age(now - float(last)) + " ago",
+                "yes" if s.get("in_memory") else "no",
+            )
+        )
     return rows
 
 
 def memory_line(mem: dict[str, Any]) -> str:
     """``RSS 512.0 MiB of 2.0 GiB (cgroup) -- 25.0% [ok]`` (PSS/USS when measured)."""
     parts = [f"RSS {fmt_bytes(mem.get('rss_bytes'))}"]
-    parts += [f"{k.upper()} {fmt_bytes(mem[f'{k}_bytes'])}" for k in ("pss", "uss")
-              if mem.get(f"{k}_bytes") is not None]
-    return (f"{' · '.join(parts)} of {fmt_bytes(mem.get('limit_bytes'))} "
-            f"({mem.get('limit_source', '?')}) — {float(mem.get('usage_pct') or 0):.1f}% "
-            f"[{mem.get('status', '?')}]")
+    parts += [
+        f"{k.upper()} {fmt_bytes(mem[f'{k}_bytes'])}"
+        for k in ("pss", "uss")
+        if mem.get(f"{k}_bytes") is not None
+    ]
+    return (
+        f"{' · '.join(parts)} of {fmt_bytes(mem.get('limit_bytes'))} "
+        f"({mem.get('limit_source', '?')}) — {float(mem.get('usage_pct') or 0):.1f}% "
+        f"[{mem.get('status', '?')}]"
+    )
 
 
 def totals_rows(ses: dict[str, Any]) -> list[tuple[str, str]]:
     """The manager's counters as (name, value) pairs."""
     persisted = ses.get("sessions_persisted")
     return [
-        ("sessions in memory", f"{ses.get('sessions_in_memory', 0):,} of max "
-                               f"{ses.get('max_sessions', 0):,}"),
+        (
+            "sessions in memory",
+            f"{ses.get('sessions_in_memory', 0):,} of max {ses.get('max_sessions', 0):,}",
+        ),
         ("sessions persisted", "n/a" if persisted is None else f"{persisted:,}"),
-        ("estimated bytes", f"{fmt_bytes(ses.get('estimated_bytes'))} of "
-                            f"{fmt_bytes(ses.get('max_memory_bytes'))} budget"),
-        ("compactions / evictions / restores", f"{ses.get('compactions', 0):,} / "
-                                               f"{ses.get('evictions', 0):,} / "
-                                               f"{ses.get('restores', 0):,}"),
+        (
+            "estimated bytes",
+            f"{fmt_bytes(ses.get('estimated_bytes'))} of "
+            f"{fmt_bytes(ses.get('max_memory_bytes'))} budget",
+        ),
+        (
+            "compactions / evictions / restores",
+            f"{ses.get('compactions', 0):,} / "
+            f"{ses.get('evictions', 0):,} / "
+            f"{ses.get('restores', 0):,}",
+        ),
         ("truncated bytes saved", fmt_bytes(ses.get("truncated_bytes_saved", 0))),
     ]
 
@@ -148,8 +167,11 @@ def format_text(snap: Snapshot, top_n: int = 10) -> str:
         lines.append(str(snap["guard"]))
     top = list(snap.get("top") or [])[:top_n]
     if top:
-        lines += ["", f"Largest {len(top)} sessions:", text_table(SESSION_HEADERS,
-                                                                   session_rows(top, now))]
+        lines += [
+            "",
+            f"Largest {len(top)} sessions:",
+            text_table(SESSION_HEADERS, session_rows(top, now)),
+        ]
     return "\n".join(lines)
 
 
@@ -160,10 +182,14 @@ def sparkline(values: Sequence[float], colour: str, width: int = 260, height: in
     lo, hi = min(values), max(values)
     span = (hi - lo) or 1.0
     step = width / (len(values) - 1)
-    pts = " ".join(f"{i * step:.1f},{height - 2 - (v - lo) / span * (height - 4):.1f}"
-                   for i, v in enumerate(values))
-    return (f"<svg class='agentmem-spark' width='{width}' height='{height}'>"
-            f"<polyline fill='none' stroke='{colour}' stroke-width='1.5' points='{pts}'/></svg>")
+    pts = " ".join(
+        f"{i * step:.1f},{height - 2 - (v - lo) / span * (height - 4):.1f}"
+        for i, v in enumerate(values)
+    )
+    return (
+        f"<svg class='agentmem-spark' width='{width}' height='{height}'>"
+        f"<polyline fill='none' stroke='{colour}' stroke-width='1.5' points='{pts}'/></svg>"
+    )
 
 
 # ------------------------------------------------------------------ the widget
@@ -175,8 +201,10 @@ class DashboardActions:
     evict_idle: Callable[[float], int]
 
 
-_LEAK_HTML = ("<div style='color:#c62828'><b>Possible memory leak:</b> RSS keeps growing while "
-              "the session count stays flat. Look for growing lists, caches or figures.</div>")
+_LEAK_HTML = (
+    "<div style='color:#c62828'><b>Possible memory leak:</b> RSS keeps growing while "
+    "the session count stays flat. Look for growing lists, caches or figures.</div>"
+)
 
 
 class MemoryDashboard(widgets.VBox):  # type: ignore[misc]
@@ -187,8 +215,14 @@ class MemoryDashboard(widgets.VBox):  # type: ignore[misc]
     does so on a timer); :meth:`close` detaches it from its ticker.
     """
 
-    def __init__(self, snapshot: Callable[[], Snapshot], actions: DashboardActions | None = None,
-                 top_n: int = 10, history: int = 120, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        snapshot: Callable[[], Snapshot],
+        actions: DashboardActions | None = None,
+        top_n: int = 10,
+        history: int = 120,
+        **kwargs: Any,
+    ) -> None:
         if top_n < 1 or history < 2:
             raise ValueError("top_n must be >= 1 and history >= 2")
         self._snapshot_fn, self._actions, self.top_n = snapshot, actions, top_n
@@ -198,33 +232,68 @@ class MemoryDashboard(widgets.VBox):  # type: ignore[misc]
         self.paused = False
         self.ticker: DashboardTicker | None = None
         self.header = widgets.HTML("<b>Agent memory</b>")
-        self.bar = widgets.FloatProgress(value=0.0, min=0.0, max=100.0, description="Memory",
-                                         bar_style="success", layout=widgets.Layout(width="70%"))
+        self.bar = widgets.FloatProgress(
+            value=0.0,
+            min=0.0,
+            max=100.0,
+            description="Memory",
+            bar_style="success",
+            layout=widgets.Layout(width="70%"),
+        )
         self.memory_label = widgets.HTML()
         self.leak_warning = widgets.HTML(layout=widgets.Layout(display="none"))
         self.chart, self.totals, self.table = widgets.HTML(), widgets.HTML(), widgets.HTML()
         self.compact_button = widgets.Button(description="Compact all", disabled=actions is None)
-        self.idle_seconds = widgets.BoundedFloatText(value=300.0, min=0.0, max=1e9,
-                                                     description="idle s",
-                                                     layout=widgets.Layout(width="170px"))
+        self.idle_seconds = widgets.BoundedFloatText(
+            value=300.0,
+            min=0.0,
+            max=1e9,
+            description="idle s",
+            layout=widgets.Layout(width="170px"),
+        )
         self.evict_button = widgets.Button(description="Evict idle", disabled=actions is None)
         self.pause_button = widgets.Button(description="Pause")
         self.message = widgets.HTML()
         self.compact_button.on_click(self._on_compact)
         self.evict_button.on_click(self._on_evict)
         self.pause_button.on_click(self._on_pause)
-        self._synced = (self.header, self.bar, self.memory_label, self.leak_warning, self.chart,
-                        self.totals, self.table, self.message)
-        controls = widgets.HBox((self.compact_button, self.idle_seconds, self.evict_button,
-                                 self.pause_button))
+        self._synced = (
+            self.header,
+            self.bar,
+            self.memory_label,
+            self.leak_warning,
+            self.chart,
+            self.totals,
+            self.table,
+            self.message,
+        )
+        controls = widgets.HBox(
+            (self.compact_button, self.idle_seconds, self.evict_button, self.pause_button)
+        )
         self._owned: tuple[widgets.Widget, ...] = (
-            *self._synced, self.compact_button, self.idle_seconds, self.evict_button,
-            self.pause_button, controls)
+            *self._synced,
+            self.compact_button,
+            self.idle_seconds,
+            self.evict_button,
+            self.pause_button,
+            controls,
+        )
         self.chart.layout.margin = "0 32px 0 0"
         middle = widgets.HBox((self.chart, self.totals))
         self._owned += (middle,)
-        super().__init__(children=(self.header, self.bar, self.memory_label, self.leak_warning,
-                                   middle, self.table, controls, self.message), **kwargs)
+        super().__init__(
+            children=(
+                self.header,
+                self.bar,
+                self.memory_label,
+                self.leak_warning,
+                middle,
+                self.table,
+                controls,
+                self.message,
+            ),
+            **kwargs,
+        )
         self.add_class("agentmem-dashboard")
 
     # -------------------------------------------------------------- refresh
@@ -249,8 +318,10 @@ class MemoryDashboard(widgets.VBox):  # type: ignore[misc]
         if self._failed != text:  # log each distinct failure once, not every tick
             log.warning("memory dashboard refresh failed: %s", text, exc_info=True)
             self._failed = text
-        self.header.value = ("<b>Agent memory</b> <span style='color:#c62828'>refresh failed: "
-                             f"{html.escape(text)}</span>")
+        self.header.value = (
+            "<b>Agent memory</b> <span style='color:#c62828'>refresh failed: "
+            f"{html.escape(text)}</span>"
+        )
 
     def _render(self, snap: Snapshot) -> None:
         mem, ses = snap.get("memory") or {}, snap.get("sessions") or {}
@@ -267,12 +338,15 @@ class MemoryDashboard(widgets.VBox):  # type: ignore[misc]
             self.header.value = (
                 f"<b>Agent memory</b> · <span style='color:{colour}'><b>{html.escape(status)}"
                 f"</b></span> · updated {time.strftime('%H:%M:%S', time.localtime(now))}"
-                + (" · paused" if self.paused else ""))
+                + (" · paused" if self.paused else "")
+            )
             self.bar.value = max(0.0, min(100.0, float(mem.get("usage_pct") or 0.0)))
             self.bar.bar_style = STATUS_STYLE.get(status, "info")
-            self.memory_label.value = (f"<span class='agentmem-rss'>{html.escape(memory_line(mem))}"
-                                       f"</span><br><small>limit: "
-                                       f"{html.escape(str(mem.get('limit_detail', '')))}</small>")
+            self.memory_label.value = (
+                f"<span class='agentmem-rss'>{html.escape(memory_line(mem))}"
+                f"</span><br><small>limit: "
+                f"{html.escape(str(mem.get('limit_detail', '')))}</small>"
+            )
             self.leak_warning.value = _LEAK_HTML if leak else ""
             self.leak_warning.layout.display = "" if leak else "none"
             self.chart.value = self._chart_html()
@@ -282,19 +356,22 @@ class MemoryDashboard(widgets.VBox):  # type: ignore[misc]
             if snap.get("guard"):
                 rows.append(("memory guard", str(snap["guard"])))
             self.totals.value = html_table(("", ""), rows)
-            self.table.value = (f"<b>Largest {len(top)} sessions</b>"
-                                + html_table(SESSION_HEADERS, session_rows(top, now)))
+            self.table.value = f"<b>Largest {len(top)} sessions</b>" + html_table(
+                SESSION_HEADERS, session_rows(top, now)
+            )
 
     def _chart_html(self) -> str:
         rss = [r for _, r, _ in self._history]
         est = [e for _, _, e in self._history]
         if not rss:
             return ""
-        return ("<div style='display:flex;gap:24px'>"
-                f"<div>{sparkline(rss, '#1565c0')}<br><small>RSS {fmt_bytes(rss[-1])} "
-                f"(min {fmt_bytes(min(rss))}, max {fmt_bytes(max(rss))})</small></div>"
-                f"<div>{sparkline(est, '#ef6c00')}<br><small>sessions ~{fmt_bytes(est[-1])} "
-                f"estimated (max {fmt_bytes(max(est))})</small></div></div>")
+        return (
+            "<div style='display:flex;gap:24px'>"
+            f"<div>{sparkline(rss, '#1565c0')}<br><small>RSS {fmt_bytes(rss[-1])} "
+            f"(min {fmt_bytes(min(rss))}, max {fmt_bytes(max(rss))})</small></div>"
+            f"<div>{sparkline(est, '#ef6c00')}<br><small>sessions ~{fmt_bytes(est[-1])} "
+            f"estimated (max {fmt_bytes(max(est))})</small></div></div>"
+        )
 
     # -------------------------------------------------------------- buttons
     def _run_action(self, label: str, fn: Callable[[], int]) -> None:
@@ -345,12 +422,22 @@ def kernel_snapshot(context: KernelContext, top_n: int = 10, detailed: bool = Fa
     from .guard import describe_guard
 
     memory = context.monitor.check(detailed=detailed)
-    return {"time": time.time(), "memory": memory, "sessions": context.manager.stats(),
-            "top": context.manager.largest_sessions(top_n), "guard": describe_guard(context)}
+    return {
+        "time": time.time(),
+        "memory": memory,
+        "sessions": context.manager.stats(),
+        "top": context.manager.largest_sessions(top_n),
+        "guard": describe_guard(context),
+    }
 
 
-def open_dashboard(context: KernelContext, interval: float = 1.0, top_n: int = 10,
-                   detailed: bool = False, history: int = 120) -> MemoryDashboard:
+def open_dashboard(
+    context: KernelContext,
+    interval: float = 1.0,
+    top_n: int = 10,
+    detailed: bool = False,
+    history: int = 120,
+) -> MemoryDashboard:
     """A dashboard on the kernel's manager, refreshed every ``interval`` s by the shared ticker."""
     from .guard import install_notices
 
@@ -358,9 +445,12 @@ def open_dashboard(context: KernelContext, interval: float = 1.0, top_n: int = 1
         raise ValueError(f"interval must be at least 0.05 s, got {interval}")
     install_notices(context)  # warnings logged from the ticker thread go to the next cell
     manager = context.manager
-    dash = MemoryDashboard(lambda: kernel_snapshot(context, top_n, detailed),
-                           DashboardActions(manager.compact_all, manager.evict_idle),
-                           top_n=top_n, history=history)
+    dash = MemoryDashboard(
+        lambda: kernel_snapshot(context, top_n, detailed),
+        DashboardActions(manager.compact_all, manager.evict_idle),
+        top_n=top_n,
+        history=history,
+    )
     dash.refresh()
     ticker = ticker_for(context)
     dash.ticker = ticker

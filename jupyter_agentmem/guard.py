@@ -99,8 +99,14 @@ class Notices:
 
                 display = cast(Callable[..., None], ipython_display.display)
                 body = html.escape(text)
-                display({"text/plain": text, "text/html": "<div style='border-left:4px solid "
-                         f"#ef6c00;padding:2px 8px;background:#fff3e0'>{body}</div>"}, raw=True)
+                display(
+                    {
+                        "text/plain": text,
+                        "text/html": "<div style='border-left:4px solid "
+                        f"#ef6c00;padding:2px 8px;background:#fff3e0'>{body}</div>",
+                    },
+                    raw=True,
+                )
             except Exception:  # a notice must never break a cell
                 log.debug("could not display a notice", exc_info=True)
         return messages
@@ -195,10 +201,17 @@ class MemoryGuard:
 
     THREAD_NAME = "agentmem-guard"
 
-    def __init__(self, monitor: _Monitor, manager: _Manager, *, interval: float = 2.0,
-                 config: AgentMem | None = None,
-                 notify: Callable[[str, str], None] | None = None,
-                 release: Callable[[bool], None] = release_memory, first_batch: int = 4) -> None:
+    def __init__(
+        self,
+        monitor: _Monitor,
+        manager: _Manager,
+        *,
+        interval: float = 2.0,
+        config: AgentMem | None = None,
+        notify: Callable[[str, str], None] | None = None,
+        release: Callable[[bool], None] = release_memory,
+        first_batch: int = 4,
+    ) -> None:
         self.monitor, self.manager, self.config = monitor, manager, config
         self._interval, self._notify, self._release = interval, notify, release
         self.first_batch = max(1, first_batch)
@@ -287,18 +300,31 @@ class MemoryGuard:
             if after.get("status") == "ok":
                 break
         stats = self.manager.stats()
-        report = GuardReport(time.time(), float(snap.get("usage_pct") or 0),
-                             float(after.get("usage_pct") or 0), str(after.get("status")),
-                             int(snap.get("limit_bytes") or 0), str(snap.get("limit_source")),
-                             evicted, max(0, before - int(stats.get("estimated_bytes") or 0)),
-                             int(stats.get("sessions_in_memory") or 0))
+        report = GuardReport(
+            time.time(),
+            float(snap.get("usage_pct") or 0),
+            float(after.get("usage_pct") or 0),
+            str(after.get("status")),
+            int(snap.get("limit_bytes") or 0),
+            str(snap.get("limit_source")),
+            evicted,
+            max(0, before - int(stats.get("estimated_bytes") or 0)),
+            int(stats.get("sessions_in_memory") or 0),
+        )
         self.reports.append(report)
         log.info("memory guard: %s", report)
         if evicted:  # one message per critical period: a pending one is replaced, not added
             ep = self._episode
-            self._episode = report if ep is None else replace(
-                report, pct_before=ep.pct_before, evicted=ep.evicted + evicted,
-                estimated_freed=ep.estimated_freed + report.estimated_freed)
+            self._episode = (
+                report
+                if ep is None
+                else replace(
+                    report,
+                    pct_before=ep.pct_before,
+                    evicted=ep.evicted + evicted,
+                    estimated_freed=ep.estimated_freed + report.estimated_freed,
+                )
+            )
             self._tell("guard", report_text(self._episode))
         return report
 
@@ -315,20 +341,24 @@ def _mib(n: int) -> str:
 
 def report_text(r: GuardReport) -> str:
     """The one message the user sees for a relief."""
-    text = (f"Memory guard: kernel memory reached {r.pct_before:.0f}% of {_mib(r.limit_bytes)} "
-            f"({r.limit_source}); evicted {r.evicted} least-recently-used agent session(s) "
-            f"(~{_mib(r.estimated_freed)} estimated) to the store; they are restored "
-            f"automatically when used. Now {r.pct_after:.0f}%.")
+    text = (
+        f"Memory guard: kernel memory reached {r.pct_before:.0f}% of {_mib(r.limit_bytes)} "
+        f"({r.limit_source}); evicted {r.evicted} least-recently-used agent session(s) "
+        f"(~{_mib(r.estimated_freed)} estimated) to the store; they are restored "
+        f"automatically when used. Now {r.pct_after:.0f}%."
+    )
     if r.status_after == "critical":
         text += " Still critical: free large objects (del ...) or raise the limit."
     return text
 
 
 def _empty_text(snap: dict[str, Any]) -> str:
-    return (f"Memory guard: kernel memory is at {float(snap.get('usage_pct') or 0):.0f}% of "
-            f"{_mib(int(snap.get('limit_bytes') or 0))} ({snap.get('limit_source')}) and no "
-            "agent session is left in memory to evict: free large objects (del df; "
-            "gc.collect()) or raise the limit.")
+    return (
+        f"Memory guard: kernel memory is at {float(snap.get('usage_pct') or 0):.0f}% of "
+        f"{_mib(int(snap.get('limit_bytes') or 0))} ({snap.get('limit_source')}) and no "
+        "agent session is left in memory to evict: free large objects (del df; "
+        "gc.collect()) or raise the limit."
+    )
 
 
 def install_guard(context: KernelContext) -> MemoryGuard:
@@ -338,8 +368,11 @@ def install_guard(context: KernelContext) -> MemoryGuard:
         guard = _GUARDS.get(context)
         if guard is None or not guard.alive:
             guard = _GUARDS[context] = MemoryGuard(
-                context.monitor, context.manager, config=context.config,
-                notify=lambda key, text: notices.post(text, key))
+                context.monitor,
+                context.manager,
+                config=context.config,
+                notify=lambda key, text: notices.post(text, key),
+            )
             guard.start()
             context.add_closer("memory guard", guard.close)
         return guard
@@ -359,7 +392,9 @@ def describe_guard(context: KernelContext) -> str:
     last = guard.reports[-1] if guard.reports else None
     line = f"memory guard: on, every {guard.interval:g} s"
     if last is not None:
-        line += (f"; evicted {guard.evicted_total} session(s), last at "
-                 f"{time.strftime('%H:%M:%S', time.localtime(last.time))} "
-                 f"({last.pct_before:.0f}% -> {last.pct_after:.0f}%)")
+        line += (
+            f"; evicted {guard.evicted_total} session(s), last at "
+            f"{time.strftime('%H:%M:%S', time.localtime(last.time))} "
+            f"({last.pct_before:.0f}% -> {last.pct_after:.0f}%)"
+        )
     return line

@@ -50,8 +50,10 @@ def show(text: str, html_text: str | None = None) -> None:
 
 
 def show_table(title: str, headers: tuple[str, ...], rows: list[Row]) -> None:
-    show(f"{title}\n{text_table(headers, rows)}",
-         f"<b>{html.escape(title)}</b>{html_table(headers, rows)}")
+    show(
+        f"{title}\n{text_table(headers, rows)}",
+        f"<b>{html.escape(title)}</b>{html_table(headers, rows)}",
+    )
 
 
 # --------------------------------------------------------------- plain functions
@@ -60,8 +62,12 @@ def stats(context: KernelContext) -> dict[str, Any]:
     from .guard import describe_guard
     from .watch import get_watcher
 
-    return {"memory": context.monitor.check(), "sessions": context.manager.stats(),
-            "guard": describe_guard(context), "watch": get_watcher(context) is not None}
+    return {
+        "memory": context.monitor.check(),
+        "sessions": context.manager.stats(),
+        "guard": describe_guard(context),
+        "watch": get_watcher(context) is not None,
+    }
 
 
 def stats_rows(data: dict[str, Any]) -> list[Row]:
@@ -101,9 +107,13 @@ def compact(context: KernelContext, session_id: str | None = None) -> int:
     return int(state.compact(manager.policy.summarizer or ExtractiveSummarizer()))
 
 
-def apply_limits(context: KernelContext, max_sessions: int | None = None,
-                 max_memory: str | None = None, max_recent: int | None = None,
-                 mem_limit: str | None = None) -> dict[str, Any]:
+def apply_limits(
+    context: KernelContext,
+    max_sessions: int | None = None,
+    max_memory: str | None = None,
+    max_recent: int | None = None,
+    mem_limit: str | None = None,
+) -> dict[str, Any]:
     """Change budgets on the live manager and the config, and ``MEM_LIMIT``; all or nothing."""
     from .monitor import parse_size, read_memory_limit
 
@@ -119,9 +129,13 @@ def apply_limits(context: KernelContext, max_sessions: int | None = None,
     if limit is not None:  # 0 means "no MEM_LIMIT", as in jupyter-resource-usage
         os.environ["MEM_LIMIT"] = str(limit)
     manager, real = context.manager, read_memory_limit()
-    return {"max_sessions": manager.max_sessions, "max_memory_bytes": manager.max_memory_bytes,
-            "max_recent": manager.policy.max_recent, "memory_limit_bytes": real.bytes,
-            "memory_limit_source": f"{real.source} ({real.detail})"}
+    return {
+        "max_sessions": manager.max_sessions,
+        "max_memory_bytes": manager.max_memory_bytes,
+        "max_recent": manager.policy.max_recent,
+        "memory_limit_bytes": real.bytes,
+        "memory_limit_source": f"{real.source} ({real.detail})",
+    }
 
 
 _POLICY_KEYS = ("max_recent", "max_recent_bytes", "max_summary_chars")
@@ -129,8 +143,10 @@ _POLICY_KEYS = ("max_recent", "max_recent_bytes", "max_summary_chars")
 
 def config_rows(context: KernelContext) -> list[Row]:
     config = context.config
-    return [(key, "***" if _SECRET.search(key) else repr(getattr(config, key)), doc)
-            for key, doc in config.settable().items()]
+    return [
+        (key, "***" if _SECRET.search(key) else repr(getattr(config, key)), doc)
+        for key, doc in config.settable().items()
+    ]
 
 
 def set_config(context: KernelContext, assignments: list[str]) -> dict[str, Any]:
@@ -199,12 +215,17 @@ def _message_html(m: dict[str, Any], cap: int = 4000) -> str:
     more = f"\n… ({len(text) - cap:,} more chars)" if len(text) > cap else ""
     body = f"<pre style='white-space:pre-wrap'>{html.escape(text[:cap] + more)}</pre>"
     role = html.escape(str(m.get("role")))
-    calls = "".join(f"<div>→ calls <code>{html.escape(str(c.get('function', {}).get('name')))}"
-                    f"</code></div>" for c in m.get("tool_calls") or [] if isinstance(c, dict))
+    calls = "".join(
+        f"<div>→ calls <code>{html.escape(str(c.get('function', {}).get('name')))}</code></div>"
+        for c in m.get("tool_calls") or []
+        if isinstance(c, dict)
+    )
     if m.get("role") == "tool":
         name = html.escape(str(m.get("name") or m.get("tool_call_id")))
-        return (f"<details><summary><b>tool result</b> {name} ({len(text):,} chars)</summary>"
-                f"{body}</details>")
+        return (
+            f"<details><summary><b>tool result</b> {name} ({len(text):,} chars)</summary>"
+            f"{body}</details>"
+        )
     return f"<div><b>{role}</b>{calls}{body if text or not calls else ''}</div>"
 
 
@@ -212,15 +233,19 @@ def render_session(doc: dict[str, Any], last: int) -> tuple[str, str]:
     """Text and HTML of ``show``: the summary, then the last messages (tool results folded)."""
     messages = list(doc.get("messages") or [])[-last:]
     where = "in memory" if doc.get("in_memory") else "in the store (not restored)"
-    head = (f"session {doc['session_id']!r} ({where}): {doc.get('total_turns', 0)} turns, "
-            f"{doc.get('compactions', 0)} compactions, showing {len(messages)} recent messages")
+    head = (
+        f"session {doc['session_id']!r} ({where}): {doc.get('total_turns', 0)} turns, "
+        f"{doc.get('compactions', 0)} compactions, showing {len(messages)} recent messages"
+    )
     summary = doc.get("summary") or "(no summary yet)"
     lines = [head, f"summary: {summary}"]
     for m in messages:
         text = str(m.get("content") if m.get("content") is not None else m.get("tool_calls"))
         lines.append(f"[{m.get('role')}] " + (text[:200] + " …" if len(text) > 200 else text))
-    page = (f"<b>{html.escape(head)}</b><div><i>summary:</i> <pre style='white-space:pre-wrap'>"
-            f"{html.escape(summary)}</pre></div>" + "".join(_message_html(m) for m in messages))
+    page = (
+        f"<b>{html.escape(head)}</b><div><i>summary:</i> <pre style='white-space:pre-wrap'>"
+        f"{html.escape(summary)}</pre></div>" + "".join(_message_html(m) for m in messages)
+    )
     return "\n".join(lines), page
 
 
@@ -233,22 +258,33 @@ def _parser(name: str, *args: tuple[tuple[str, ...], dict[str, Any]]) -> argpars
 
 
 SUBCOMMANDS: dict[str, argparse.ArgumentParser] = {
-    "dashboard": _parser("dashboard", (("--interval",), {"type": float}),
-                         (("--top",), {"type": int}), (("--detailed",), {"action": "store_true"})),
+    "dashboard": _parser(
+        "dashboard",
+        (("--interval",), {"type": float}),
+        (("--top",), {"type": int}),
+        (("--detailed",), {"action": "store_true"}),
+    ),
     "stats": _parser("stats", (("-o", "--out"), {"help": "store the dict in this variable"})),
     "sessions": _parser("sessions", (("-n",), {"type": int, "default": 20})),
     "show": _parser("show", (("session",), {}), (("-n",), {"type": int, "default": 20})),
-    "compact": _parser("compact", (("session",), {"nargs": "?"}),
-                       (("--all",), {"action": "store_true"})),
+    "compact": _parser(
+        "compact", (("session",), {"nargs": "?"}), (("--all",), {"action": "store_true"})
+    ),
     "evict": _parser("evict", (("session",), {"nargs": "?"}), (("--idle",), {"type": float})),
     "delete": _parser("delete", (("session",), {})),
-    "limits": _parser("limits", (("--max-sessions",), {"type": int}), (("--max-memory",), {}),
-                      (("--max-recent",), {"type": int}), (("--mem-limit",), {})),
+    "limits": _parser(
+        "limits",
+        (("--max-sessions",), {"type": int}),
+        (("--max-memory",), {}),
+        (("--max-recent",), {"type": int}),
+        (("--mem-limit",), {}),
+    ),
     "config": _parser("config", (("assignments",), {"nargs": "*"})),
     "watch": _parser("watch", (("state",), {"nargs": "?", "choices": ("on", "off")})),
 }
-SUBCOMMAND_HELP = "\n".join(p.format_usage().strip().removeprefix("usage: ")
-                            for p in SUBCOMMANDS.values())
+SUBCOMMAND_HELP = "\n".join(
+    p.format_usage().strip().removeprefix("usage: ") for p in SUBCOMMANDS.values()
+)
 
 
 @magics_class
@@ -263,8 +299,13 @@ class MemoryMagics(Magics):
     @argument("--interval", type=float, default=1.0, help="dashboard refresh seconds")
     @argument("--top", type=int, default=10, help="dashboard: how many largest sessions")
     @argument("--detailed", action="store_true", help="dashboard: also PSS/USS (slower)")
-    @argument("command", nargs="?", default="dashboard", choices=tuple(SUBCOMMANDS),
-              help="sub-command (default: dashboard)")
+    @argument(
+        "command",
+        nargs="?",
+        default="dashboard",
+        choices=tuple(SUBCOMMANDS),
+        help="sub-command (default: dashboard)",
+    )
     @argument("args", nargs=argparse.REMAINDER, help="the sub-command's arguments")
     @line_magic
     def agent_memory(self, line: str) -> None:
@@ -312,11 +353,20 @@ class MemoryMagics(Magics):
     def _do_sessions(self, ctx: KernelContext, sub: Any, _args: Any) -> None:
         rows, total = sessions(ctx, max(1, sub.n))
         table: list[Row] = [
-            (r["session_id"], "yes" if r["in_memory"] else "no", r.get("messages", ""),
-             fmt_bytes(r["estimated_bytes"]) if "estimated_bytes" in r else "",
-             r.get("total_turns", "")) for r in rows]
-        show_table(f"{len(rows)} of {total} sessions", ("session", "in memory", "messages",
-                                                        "bytes", "turns"), table)
+            (
+                r["session_id"],
+                "yes" if r["in_memory"] else "no",
+                r.get("messages", ""),
+                fmt_bytes(r["estimated_bytes"]) if "estimated_bytes" in r else "",
+                r.get("total_turns", ""),
+            )
+            for r in rows
+        ]
+        show_table(
+            f"{len(rows)} of {total} sessions",
+            ("session", "in memory", "messages", "bytes", "turns"),
+            table,
+        )
 
     def _do_show(self, ctx: KernelContext, sub: Any, _args: Any) -> None:
         show(*render_session(session_document(ctx, sub.session), max(1, sub.n)))
@@ -325,8 +375,13 @@ class MemoryMagics(Magics):
         if sub.session and sub.all:
             raise MemoryCommandError("give a SESSION or --all, not both")
         done = compact(ctx, sub.session)
-        show(f"compacted {done} session(s)" if sub.session is None else
-             f"compacted {sub.session!r}" if done else f"{sub.session!r}: nothing to fold yet")
+        show(
+            f"compacted {done} session(s)"
+            if sub.session is None
+            else f"compacted {sub.session!r}"
+            if done
+            else f"{sub.session!r}: nothing to fold yet"
+        )
 
     def _do_evict(self, ctx: KernelContext, sub: Any, _args: Any) -> None:
         if (sub.session is None) == (sub.idle is None):
@@ -352,8 +407,11 @@ class MemoryMagics(Magics):
             changed = set_config(ctx, sub.assignments)
             show("set " + ", ".join(f"{k}={v!r}" for k, v in changed.items()))
         else:
-            show_table("settings (%agent_memory config key=value)", ("key", "value", "help"),
-                       config_rows(ctx))
+            show_table(
+                "settings (%agent_memory config key=value)",
+                ("key", "value", "help"),
+                config_rows(ctx),
+            )
 
     def _do_watch(self, ctx: KernelContext, sub: Any, _args: Any) -> None:
         from .watch import get_watcher, history, set_watch
@@ -362,8 +420,10 @@ class MemoryMagics(Magics):
             set_watch(ctx, sub.state == "on", self.shell)
         on = get_watcher(ctx) is not None
         recent = history()[-5:]
-        show(f"per-cell memory watch: {'on' if on else 'off'}; last cells: "
-             + ("; ".join(describe_dict(r) for r in recent) or "none"))
+        show(
+            f"per-cell memory watch: {'on' if on else 'off'}; last cells: "
+            + ("; ".join(describe_dict(r) for r in recent) or "none")
+        )
 
 
 def describe_dict(r: dict[str, Any]) -> str:

@@ -178,8 +178,13 @@ class CellWatcher:
 
     THREAD_NAME = "agentmem-watch"
 
-    def __init__(self, shell: Any, rss_reader: Callable[[], int] | None = None,
-                 sample_interval: float = 0.05, echo: bool = True) -> None:
+    def __init__(
+        self,
+        shell: Any,
+        rss_reader: Callable[[], int] | None = None,
+        sample_interval: float = 0.05,
+        echo: bool = True,
+    ) -> None:
         self.shell, self.echo = shell, echo
         self._rss = rss_reader or _current_rss
         self._interval = sample_interval
@@ -249,9 +254,15 @@ class CellWatcher:
             return
         with self._lock:
             peak = max(self._peak, after)
-        record = CellMemory(getattr(result, "execution_count", None), before[0], after,
-                            after - before[0], peak - before[0],
-                            time.perf_counter() - before[1], time.time())
+        record = CellMemory(
+            getattr(result, "execution_count", None),
+            before[0],
+            after,
+            after - before[0],
+            peak - before[0],
+            time.perf_counter() - before[1],
+            time.time(),
+        )
         _HISTORY.append(record)
         if self.echo:
             print(describe(record))  # kernel thread, inside the cell it describes
@@ -260,8 +271,10 @@ class CellWatcher:
 def describe(r: CellMemory) -> str:
     """``In [5]: +12.3 MiB (RSS 245.1 MiB, peak +40.2 MiB, 0.52 s)``."""
     cell = f"In [{r.execution_count}]" if r.execution_count is not None else "cell"
-    return (f"agent_memory watch: {cell}: {r.delta / MiB:+.1f} MiB (RSS {r.rss_after / MiB:.1f}"
-            f" MiB, peak {r.peak_delta / MiB:+.1f} MiB, {r.seconds:.2f} s)")
+    return (
+        f"agent_memory watch: {cell}: {r.delta / MiB:+.1f} MiB (RSS {r.rss_after / MiB:.1f}"
+        f" MiB, peak {r.peak_delta / MiB:+.1f} MiB, {r.seconds:.2f} s)"
+    )
 
 
 _WATCHERS: weakref.WeakKeyDictionary[KernelContext, CellWatcher] = weakref.WeakKeyDictionary()

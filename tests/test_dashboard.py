@@ -27,22 +27,54 @@ MiB = 2**20
 THREAD = DashboardTicker.THREAD_NAME
 
 
-def fake_snapshot(status: str = "ok", pct: float = 12.5, rss: int = 300 * MiB,
-                  leak: bool = False, sessions: int = 25, **memory: Any) -> dict[str, Any]:
+def fake_snapshot(
+    status: str = "ok",
+    pct: float = 12.5,
+    rss: int = 300 * MiB,
+    leak: bool = False,
+    sessions: int = 25,
+    **memory: Any,
+) -> dict[str, Any]:
     now = time.time()
-    top = [{"session_id": f"s{i}", "in_memory": True, "messages": i, "summary_chars": 7 * i,
-            "total_turns": i, "compactions": 0, "estimated_bytes": 1000 * (sessions - i),
-            "last_access": now - 60 * i} for i in range(sessions)]
+    top = [
+        {
+            "session_id": f"s{i}",
+            "in_memory": True,
+            "messages": i,
+            "summary_chars": 7 * i,
+            "total_turns": i,
+            "compactions": 0,
+            "estimated_bytes": 1000 * (sessions - i),
+            "last_access": now - 60 * i,
+        }
+        for i in range(sessions)
+    ]
     return {
         "time": now,
-        "memory": {"rss_bytes": rss, "pss_bytes": None, "uss_bytes": None,
-                   "limit_bytes": 2048 * MiB, "limit_source": "cgroup",
-                   "limit_detail": "/sys/fs/cgroup/memory.max", "usage_pct": pct,
-                   "status": status, "leak_suspected": leak, **memory},
-        "sessions": {"sessions_in_memory": sessions, "sessions_persisted": 40,
-                     "estimated_bytes": 5 * MiB, "max_memory_bytes": 500 * MiB,
-                     "max_sessions": 1000, "compactions": 3, "evictions": 4, "restores": 5,
-                     "truncated_bytes_saved": 2 * MiB, "last_store_error": None},
+        "memory": {
+            "rss_bytes": rss,
+            "pss_bytes": None,
+            "uss_bytes": None,
+            "limit_bytes": 2048 * MiB,
+            "limit_source": "cgroup",
+            "limit_detail": "/sys/fs/cgroup/memory.max",
+            "usage_pct": pct,
+            "status": status,
+            "leak_suspected": leak,
+            **memory,
+        },
+        "sessions": {
+            "sessions_in_memory": sessions,
+            "sessions_persisted": 40,
+            "estimated_bytes": 5 * MiB,
+            "max_memory_bytes": 500 * MiB,
+            "max_sessions": 1000,
+            "compactions": 3,
+            "evictions": 4,
+            "restores": 5,
+            "truncated_bytes_saved": 2 * MiB,
+            "last_store_error": None,
+        },
         "top": top,
         "guard": "memory guard: on, every 2 s",
     }
@@ -71,8 +103,9 @@ def context() -> Iterator[extension.KernelContext]:
 
 
 # ------------------------------------------------------------------- rendering
-@pytest.mark.parametrize(("status", "style"),
-                         [("ok", "success"), ("warning", "warning"), ("critical", "danger")])
+@pytest.mark.parametrize(
+    ("status", "style"), [("ok", "success"), ("warning", "warning"), ("critical", "danger")]
+)
 def test_bar_value_and_colour_follow_status(status: str, style: str) -> None:
     dash = MemoryDashboard(lambda: fake_snapshot(status=status, pct=81.25))
     dash.refresh()
@@ -136,8 +169,13 @@ def test_pss_uss_totals_and_guard_line() -> None:
     dash.refresh()
     assert "PSS 200.0 MiB" in dash.memory_label.value and "USS 150.0 MiB" in dash.memory_label.value
     totals = dash.totals.value
-    for text in ("25 of max 1,000", "5.0 MiB of 500.0 MiB budget", "3 / 4 / 5", "2.0 MiB",
-                 "memory guard: on"):
+    for text in (
+        "25 of max 1,000",
+        "5.0 MiB of 500.0 MiB budget",
+        "3 / 4 / 5",
+        "2.0 MiB",
+        "memory guard: on",
+    ):
         assert text in totals
     dash.close()
 
@@ -190,8 +228,10 @@ def test_snapshot_failure_is_shown_and_logged_once(caplog: pytest.LogCaptureFixt
 
 def test_buttons_call_the_actions() -> None:
     calls: list[Any] = []
-    actions = DashboardActions(compact_all=lambda: calls.append("compact") or 3,
-                               evict_idle=lambda s: calls.append(("evict", s)) or 2)
+    actions = DashboardActions(
+        compact_all=lambda: calls.append("compact") or 3,
+        evict_idle=lambda s: calls.append(("evict", s)) or 2,
+    )
     dash = MemoryDashboard(fake_snapshot, actions)
     dash.compact_button.click()
     assert calls == ["compact"] and "compacted: 3 session(s)" in dash.message.value
@@ -314,8 +354,11 @@ def test_kernel_snapshot_from_the_real_manager(context: extension.KernelContext)
         context.manager.get_or_create(f"s{i}").add_message({"role": "user", "content": "x" * i})
     snap = kernel_snapshot(context, top_n=5)
     assert set(snap) == {"time", "memory", "sessions", "top", "guard"}
-    assert snap["memory"]["rss_bytes"] > 0 and snap["memory"]["status"] in {"ok", "warning",
-                                                                          "critical"}
+    assert snap["memory"]["rss_bytes"] > 0 and snap["memory"]["status"] in {
+        "ok",
+        "warning",
+        "critical",
+    }
     assert snap["sessions"]["sessions_in_memory"] == 30
     assert [s["session_id"] for s in snap["top"]] == ["s29", "s28", "s27", "s26", "s25"]
     dash = open_dashboard(context, interval=5)
@@ -323,8 +366,9 @@ def test_kernel_snapshot_from_the_real_manager(context: extension.KernelContext)
     dash.close()
 
 
-def test_terminal_fallback_prints_text(context: extension.KernelContext,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_terminal_fallback_prints_text(
+    context: extension.KernelContext, capsys: pytest.CaptureFixture[str]
+) -> None:
     from IPython.core.interactiveshell import InteractiveShell
 
     from jupyter_agentmem.memory_magics import MemoryMagics

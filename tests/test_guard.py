@@ -41,8 +41,12 @@ class ScriptedMonitor:
         status = self.script[min(self.calls, len(self.script) - 1)]
         self.calls += 1
         pct = {"ok": 50.0, "warning": 80.0, "critical": 95.0}[status]
-        return {"status": status, "usage_pct": pct, "limit_bytes": 300 * 2**20,
-                "limit_source": "MEM_LIMIT"}
+        return {
+            "status": status,
+            "usage_pct": pct,
+            "limit_bytes": 300 * 2**20,
+            "limit_source": "MEM_LIMIT",
+        }
 
 
 def manager_with(n: int) -> SessionManager:
@@ -72,8 +76,9 @@ def test_evicts_least_recently_used_first_until_ok() -> None:
     monitor = ScriptedMonitor("critical", "critical", "ok")  # ok after the second batch
     released: list[bool] = []
     told: list[tuple[str, str]] = []
-    guard = MemoryGuard(monitor, manager, release=released.append,
-                        notify=lambda k, t: told.append((k, t)))
+    guard = MemoryGuard(
+        monitor, manager, release=released.append, notify=lambda k, t: told.append((k, t))
+    )
     report = guard.check_once()
     assert report is not None
     assert report.evicted == 12  # batches of 4 then 8
@@ -90,8 +95,12 @@ def test_evicts_least_recently_used_first_until_ok() -> None:
 def test_evicts_everything_when_memory_stays_critical_and_says_so_once() -> None:
     manager = manager_with(10)
     told: list[tuple[str, str]] = []
-    guard = MemoryGuard(ScriptedMonitor("critical"), manager, release=lambda collect: None,
-                        notify=lambda k, t: told.append((k, t)))
+    guard = MemoryGuard(
+        ScriptedMonitor("critical"),
+        manager,
+        release=lambda collect: None,
+        notify=lambda k, t: told.append((k, t)),
+    )
     report = guard.check_once()
     assert report is not None and report.evicted == 10 and report.left_in_memory == 0
     assert "Still critical" in told[0][1]
@@ -110,14 +119,19 @@ def test_one_pending_message_per_critical_episode_with_cumulative_counts() -> No
             return ScriptedMonitor(now["status"]).check()
 
     notices = Notices(shell=None)
-    guard = MemoryGuard(Controlled(), manager, first_batch=1,
-                        release=lambda collect: now.update(status="ok"),
-                        notify=lambda k, t: notices.post(t, k))
+    guard = MemoryGuard(
+        Controlled(),
+        manager,
+        first_batch=1,
+        release=lambda collect: now.update(status="ok"),
+        notify=lambda k, t: notices.post(t, k),
+    )
     guard.check_once()  # evicts s00, then ok
     now["status"] = "critical"
     guard.check_once()  # still the same episode: evicts s01
     assert [p.split(";")[1] for p in notices.pending()] == [
-        " evicted 2 least-recently-used agent session(s) (~0 MiB estimated) to the store"]
+        " evicted 2 least-recently-used agent session(s) (~0 MiB estimated) to the store"
+    ]
     now["status"] = "ok"
     guard.check_once()  # the episode ends
     now["status"] = "critical"
@@ -142,8 +156,9 @@ def test_failing_store_keeps_sessions_and_guarding_goes_on() -> None:
 
     manager = SessionManager(store=BrokenStore())
     manager.get_or_create("a").add_message({"role": "user", "content": "hi"})
-    guard = MemoryGuard(ScriptedMonitor("critical"), manager, release=lambda collect: None,
-                        notify=lambda k, t: None)
+    guard = MemoryGuard(
+        ScriptedMonitor("critical"), manager, release=lambda collect: None, notify=lambda k, t: None
+    )
     report = guard.check_once()
     assert report is not None and report.evicted == 0 and manager.live_ids() == ["a"]
 
@@ -204,7 +219,8 @@ def test_install_guard_is_idempotent_and_stops_on_unload(
 
 
 def test_mem_limit_set_at_run_time_triggers_eviction_in_process(
-    shell_context: extension.KernelContext, monkeypatch: pytest.MonkeyPatch,
+    shell_context: extension.KernelContext,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     ctx = shell_context
@@ -228,7 +244,8 @@ def test_guard_in_a_real_kernel_when_mem_limit_drops(tmp_path: Path) -> None:
 
     kernel = Kernel(tmp_path)
     try:
-        kernel.ok(textwrap.dedent("""
+        kernel.ok(
+            textwrap.dedent("""
             %load_ext jupyter_agentmem
             %agent_memory config max_recent=1000 max_recent_bytes=268435456 guard_interval=0.2
             import os, psutil
@@ -239,10 +256,12 @@ def test_guard_in_a_real_kernel_when_mem_limit_drops(tmp_path: Path) -> None:
             for i in range(40):  # ~40 MiB of conversation held in memory
                 ctx.manager.get_or_create(f"s{i}").add_message(
                     {"role": "user", "content": chr(65 + i % 26) * (1 << 20)})
-        """))
+        """)
+        )
         before = kernel.value("ctx.manager.stats()['sessions_in_memory']")
         assert before == 40
-        run = kernel.ok(textwrap.dedent("""
+        run = kernel.ok(
+            textwrap.dedent("""
             import time
             rss = psutil.Process().memory_info().rss
             os.environ["MEM_LIMIT"] = str(int(rss / 0.93))  # now at 93%: critical
@@ -250,22 +269,29 @@ def test_guard_in_a_real_kernel_when_mem_limit_drops(tmp_path: Path) -> None:
             while not guard.reports and time.time() < deadline:  # the guard acts meanwhile
                 time.sleep(0.1)
             print("evictions", ctx.manager.stats()["evictions"])
-        """), timeout=60)
+        """),
+            timeout=60,
+        )
         shown = [m["content"]["data"]["text/plain"] for _, m in run.of_type("display_data")]
         guard_lines = [s for s in shown if "Memory guard: kernel memory reached" in s]
         assert len(guard_lines) == 1, shown
         assert "(MEM_LIMIT)" in guard_lines[0]
         status_lines = [s for s in shown if "kernel memory" in s and "->" in s]
         assert len(status_lines) == 1, shown  # the monitor's changes, coalesced to the latest
-        stderr = [m["content"]["text"] for _, m in run.of_type("stream")
-                  if m["content"]["name"] == "stderr"]
+        stderr = [
+            m["content"]["text"]
+            for _, m in run.of_type("stream")
+            if m["content"]["name"] == "stderr"
+        ]
         assert not stderr, f"a background thread wrote into the running cell: {stderr}"
         stats = kernel.value("ctx.manager.stats()")
         assert stats["evictions"] > 0 and stats["sessions_in_memory"] < before
         again = kernel.ok("x = 1")  # the notice is not repeated
         assert not any("Memory guard" in str(m["content"]) for _, m in again.messages)
-        assert kernel.value("get_context().manager.get('s0').recent_messages[0]['content'][:3]") \
-            == "AAA"  # evicted to SQLite, restored intact
+        assert (
+            kernel.value("get_context().manager.get('s0').recent_messages[0]['content'][:3]")
+            == "AAA"
+        )  # evicted to SQLite, restored intact
         kernel.ok('os.environ.pop("MEM_LIMIT")\n%unload_ext jupyter_agentmem')
         names = kernel.value("[t.name for t in __import__('threading').enumerate()]")
         assert THREAD not in names

@@ -62,36 +62,40 @@ def test_generated_help_lists_every_subcommand(shell: InteractiveShell) -> None:
         assert name in doc
 
 
-@pytest.mark.parametrize(("line", "expected"), [
-    ("--bogus", "unrecognized arguments: --bogus"),
-    ("bogus", "invalid choice: 'bogus'"),
-    ("stats -x", "unrecognized arguments: -x"),
-    ("--interval x", "invalid float value"),
-    ("--interval 0", "--interval must be >= 0.05"),
-    ("sessions -n many", "invalid int value"),
-    ("show", "the following arguments are required: session"),
-    ("watch maybe", "invalid choice: 'maybe'"),
-    ("evict", "give a SESSION or --idle SECONDS"),
-    ("evict s1 --idle 3", "give a SESSION or --idle SECONDS"),
-    ("evict nope", "'nope' is not in memory"),
-    ("delete nope", "no session 'nope'"),
-    ("show nope", "no session 'nope'"),
-    ("compact nope", "no session 'nope'"),
-    ("compact s1 --all", "not both"),
-    ("stats -o 1bad", "not a valid variable name"),
-    ("limits --max-memory lots", "cannot read 'lots' as a memory size"),
-    ("limits --max-sessions 0", "max_sessions must be at least 1"),
-    ("limits --max-memory 1KB", "at least 64KiB"),
-    ("config nope=1", "unknown setting 'nope'; valid keys: api_key_env, base_url"),
-    ("config max_recent", "expected key=value"),
-    ("config max_recent=x", "config max_recent='x'"),
-    ("dashboard --interval 0.01", "--interval must be >= 0.05"),
-    ("limits --max-recent 0", "max_recent must be at least 1"),
-    ("config max_recent=0", "max_recent must be at least 1"),
-    ("config warning_pct=95", "need 0 < warning_pct < critical_pct"),
-])
-def test_bad_input_is_a_one_line_usage_error(ctx: Any, shell: InteractiveShell, line: str,
-                                             expected: str) -> None:
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("--bogus", "unrecognized arguments: --bogus"),
+        ("bogus", "invalid choice: 'bogus'"),
+        ("stats -x", "unrecognized arguments: -x"),
+        ("--interval x", "invalid float value"),
+        ("--interval 0", "--interval must be >= 0.05"),
+        ("sessions -n many", "invalid int value"),
+        ("show", "the following arguments are required: session"),
+        ("watch maybe", "invalid choice: 'maybe'"),
+        ("evict", "give a SESSION or --idle SECONDS"),
+        ("evict s1 --idle 3", "give a SESSION or --idle SECONDS"),
+        ("evict nope", "'nope' is not in memory"),
+        ("delete nope", "no session 'nope'"),
+        ("show nope", "no session 'nope'"),
+        ("compact nope", "no session 'nope'"),
+        ("compact s1 --all", "not both"),
+        ("stats -o 1bad", "not a valid variable name"),
+        ("limits --max-memory lots", "cannot read 'lots' as a memory size"),
+        ("limits --max-sessions 0", "max_sessions must be at least 1"),
+        ("limits --max-memory 1KB", "at least 64KiB"),
+        ("config nope=1", "unknown setting 'nope'; valid keys: api_key_env, base_url"),
+        ("config max_recent", "expected key=value"),
+        ("config max_recent=x", "config max_recent='x'"),
+        ("dashboard --interval 0.01", "--interval must be >= 0.05"),
+        ("limits --max-recent 0", "max_recent must be at least 1"),
+        ("config max_recent=0", "max_recent must be at least 1"),
+        ("config warning_pct=95", "need 0 < warning_pct < critical_pct"),
+    ],
+)
+def test_bad_input_is_a_one_line_usage_error(
+    ctx: Any, shell: InteractiveShell, line: str, expected: str
+) -> None:
     assert expected in usage_error(shell, line)
 
 
@@ -116,12 +120,23 @@ def test_sessions_lists_a_bounded_page(ctx: Any, shell: InteractiveShell) -> Non
 
 def test_show_folds_tool_results_and_escapes(ctx: Any, shell: InteractiveShell) -> None:
     state = ctx.manager.get_or_create("<b>x</b>")
-    state.add_messages([
-        {"role": "user", "content": "what is <2+2>?"},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "c1", "type": "function", "function": {"name": "calc", "arguments": "{}"}}]},
-        {"role": "tool", "tool_call_id": "c1", "name": "calc", "content": "4" * 5000},
-    ])
+    state.add_messages(
+        [
+            {"role": "user", "content": "what is <2+2>?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "calc", "arguments": "{}"},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "c1", "name": "calc", "content": "4" * 5000},
+        ]
+    )
     text, page = run(shell, "show <b>x</b>")
     assert "session '<b>x</b>' (in memory): 3 turns" in text
     assert "&lt;b&gt;x&lt;/b&gt;" in page and "<b>x</b>" not in page.replace("<b>session", "")
@@ -130,8 +145,9 @@ def test_show_folds_tool_results_and_escapes(ctx: Any, shell: InteractiveShell) 
     assert "1,000 more chars" in page  # long contents are capped in the notebook
 
 
-def test_show_reads_an_evicted_session_without_restoring_it(ctx: Any,
-                                                            shell: InteractiveShell) -> None:
+def test_show_reads_an_evicted_session_without_restoring_it(
+    ctx: Any, shell: InteractiveShell
+) -> None:
     ctx.manager.evict("s2")
     text, _ = run(shell, "show s2")
     assert "in the store (not restored)" in text and "[user] q2" in text
@@ -159,12 +175,14 @@ def test_evict_and_delete(ctx: Any, shell: InteractiveShell) -> None:
     assert ctx.manager.get("s2").recent_messages == [{"role": "user", "content": "q2"}]
 
 
-def test_limits_apply_live(ctx: Any, shell: InteractiveShell,
-                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_limits_apply_live(
+    ctx: Any, shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MEM_LIMIT", "")  # so that the value set below is undone
     old = ctx.manager.get_or_create("s0")
-    text, _ = run(shell, "limits --max-sessions 3 --max-memory 256MB --max-recent 4 "
-                         "--mem-limit 30GB")
+    text, _ = run(
+        shell, "limits --max-sessions 3 --max-memory 256MB --max-recent 4 --mem-limit 30GB"
+    )
     manager, config = ctx.manager, ctx.config
     assert manager.max_sessions == config.max_sessions == 3
     assert len(manager.live_ids()) == 3  # enforced now, not at the next operation
@@ -182,17 +200,25 @@ def test_limits_apply_live(ctx: Any, shell: InteractiveShell,
     assert "max_recent           4" in text
 
 
-def test_config_table_and_setting(ctx: Any, shell: InteractiveShell,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_table_and_setting(
+    ctx: Any, shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-very-secret-0123")
     text, page = run(shell, "config")
     assert "sk-very-secret" not in text + page
     assert "guard_interval" in text and "Seconds between memory-pressure checks." in text
-    text, _ = run(shell, "config max_sessions=7 idle_timeout=None temperature=0.2 "
-                         "model=llama3 warning_pct=60 max_summary_chars=500")
+    text, _ = run(
+        shell,
+        "config max_sessions=7 idle_timeout=None temperature=0.2 "
+        "model=llama3 warning_pct=60 max_summary_chars=500",
+    )
     config = ctx.config
     assert (config.max_sessions, config.idle_timeout, config.temperature, config.model) == (
-        7, None, 0.2, "llama3")
+        7,
+        None,
+        0.2,
+        "llama3",
+    )
     assert ctx.manager.max_sessions == 7 and ctx.monitor.warning_pct == 60.0
     assert ctx.manager.policy.max_summary_chars == 500
     assert text.startswith("set max_sessions=7, idle_timeout=None")
@@ -200,8 +226,9 @@ def test_config_table_and_setting(ctx: Any, shell: InteractiveShell,
     assert ctx.manager.idle_timeout == 30.0
 
 
-def test_config_store_url_moves_sessions_live(ctx: Any, shell: InteractiveShell,
-                                              tmp_path: Path) -> None:
+def test_config_store_url_moves_sessions_live(
+    ctx: Any, shell: InteractiveShell, tmp_path: Path
+) -> None:
     ctx.manager.evict("s1")
     assert "bogus://" in usage_error(shell, "config store_url=bogus://x")
     assert ctx.config.store_url == "memory://"
@@ -250,17 +277,19 @@ def test_watch_records_each_cell(ctx: Any, shell: InteractiveShell) -> None:
 
 def ours(shell: InteractiveShell) -> dict[str, int]:
     """How many of our callbacks each cell event has."""
+
     def mine(cb: Any) -> bool:
         owner = getattr(cb, "__self__", cb)
-        return str(getattr(type(owner), "__module__", "")).startswith("jupyter_agentmem") or \
-            str(getattr(cb, "__module__", "")).startswith("jupyter_agentmem")
+        return str(getattr(type(owner), "__module__", "")).startswith("jupyter_agentmem") or str(
+            getattr(cb, "__module__", "")
+        ).startswith("jupyter_agentmem")
 
-    return {e: sum(map(mine, shell.events.callbacks[e])) for e in ("pre_run_cell",
-                                                                    "post_run_cell")}
+    return {e: sum(map(mine, shell.events.callbacks[e])) for e in ("pre_run_cell", "post_run_cell")}
 
 
-def test_unload_removes_hooks_and_the_magic_says_not_loaded(ctx: Any,
-                                                            shell: InteractiveShell) -> None:
+def test_unload_removes_hooks_and_the_magic_says_not_loaded(
+    ctx: Any, shell: InteractiveShell
+) -> None:
     after_load = ours(shell)
     run(shell, "watch on")
     run(shell, "config memory_guard=True")
@@ -279,8 +308,9 @@ def kernel_ok(kernel: Any, code: str) -> Any:
     """Run ``code``; judge success by IOPub (no error, nothing on stderr), not by the shell
     reply, which ``tests.kernel.Kernel.execute`` does not match to its request."""
     run = kernel.execute(code)
-    stderr = [m["content"]["text"] for _, m in run.of_type("stream")
-              if m["content"]["name"] == "stderr"]
+    stderr = [
+        m["content"]["text"] for _, m in run.of_type("stream") if m["content"]["name"] == "stderr"
+    ]
     assert run.error is None and not stderr, (run.error, stderr)
     return run
 
@@ -291,24 +321,33 @@ def test_agent_memory_in_a_real_kernel(tmp_path: Path) -> None:
 
     kernel = Kernel(tmp_path)
     try:
-        kernel_ok(kernel, textwrap.dedent("""
+        kernel_ok(
+            kernel,
+            textwrap.dedent("""
             %load_ext jupyter_agentmem
             from jupyter_agentmem.extension import get_context
             get_context().manager.get_or_create("k1").add_message({"role": "user", "content": "hi"})
-        """))
+        """),
+        )
         kernel_ok(kernel, "%agent_memory stats -o s")
         assert kernel.value("s['sessions']['sessions_in_memory']") == 1
         shown = kernel_ok(kernel, "%agent_memory --interval 0.2")
-        views = [m for _, m in shown.of_type("display_data")
-                 if "application/vnd.jupyter.widget-view+json" in m["content"]["data"]]
+        views = [
+            m
+            for _, m in shown.of_type("display_data")
+            if "application/vnd.jupyter.widget-view+json" in m["content"]["data"]
+        ]
         assert len(views) == 1
         names = kernel.value("[t.name for t in __import__('threading').enumerate()]")
         assert "agentmem-dashboard" in names
         kernel_ok(kernel, "%agent_memory watch on")
         assert "agent_memory watch: In [" in kernel_ok(kernel, "x = bytearray(10**7)").stdout
         bad = kernel.execute("%agent_memory bogus")
-        stderr = "".join(m["content"]["text"] for _, m in bad.of_type("stream")
-                         if m["content"]["name"] == "stderr")
+        stderr = "".join(
+            m["content"]["text"]
+            for _, m in bad.of_type("stream")
+            if m["content"]["name"] == "stderr"
+        )
         assert stderr.startswith("UsageError: argument command: invalid choice: 'bogus'")
         assert stderr.count("\n") == 1  # one line, no traceback
         kernel_ok(kernel, "%unload_ext jupyter_agentmem")
