@@ -67,7 +67,9 @@ def describe_value(value: Any, max_chars: int = MAX_VALUE_CHARS) -> str:
         text = repr(value)
     if len(text) > max_chars:
         cut = len(text) - max_chars
-        text = text[: max_chars * 2 // 3] + f"\n…[{cut:,} chars cut]…\n" + text[-max_chars // 3 :]
+        text = (
+            text[: max_chars * 2 // 3] + f"\n...[{cut:,} chars cut]...\n" + text[-max_chars // 3 :]
+        )
     return text
 
 

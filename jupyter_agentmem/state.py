@@ -394,7 +394,7 @@ class ConversationState:
             log.debug("re-summarising the summary failed: %s", exc)
         if len(summary) > limit:
             head = limit * 2 // 3
-            summary = summary[: head - 2] + " …" + summary[-(limit - head) :]
+            summary = summary[: head - 4] + " ..." + summary[-(limit - head) :]
         return summary
 
     def _begin_compaction(self, summarizer: Summarizer | None) -> _Fold | None:

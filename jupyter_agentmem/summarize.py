@@ -20,7 +20,7 @@ from .errors import SummarizerError
 Message = dict[str, Any]
 
 SUMMARY_PREFIX = "Summary of earlier conversation:\n"
-_CONDENSED = re.compile(r"^\[… (\d+) earlier points condensed\]$")
+_CONDENSED = re.compile(r"^\[\.\.\. (\d+) earlier points condensed\]$")
 
 
 class Summarizer(ABC):
@@ -60,7 +60,7 @@ def message_text(message: Message) -> str:
 
 def _clip(text: str, limit: int) -> str:
     text = " ".join(text[: limit * 2].split())  # never scan a huge message in full
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class ExtractiveSummarizer(Summarizer):
@@ -82,7 +82,7 @@ class ExtractiveSummarizer(Summarizer):
             raw = message.get("content")
             size = len(raw) if isinstance(raw, str) else len(text)
             label = message.get("name") or message.get("tool_call_id") or "tool"
-            return _clip(f"- tool {label} → {size:,} chars: {text}", self.line_chars)
+            return _clip(f"- tool {label} -> {size:,} chars: {text}", self.line_chars)
         return _clip(f"- {role}: {text}", self.line_chars)
 
     def summarize(self, messages: Sequence[Message], previous_summary: str, max_chars: int) -> str:
@@ -95,13 +95,13 @@ class ExtractiveSummarizer(Summarizer):
         total = sum(len(ln) + 1 for ln in lines)
         start = 0
         while start < len(lines):
-            header = f"[… {condensed} earlier points condensed]\n" if condensed else ""
+            header = f"[... {condensed} earlier points condensed]\n" if condensed else ""
             if total + len(header) <= max_chars:
                 break
             total -= len(lines[start]) + 1
             start += 1
             condensed += 1
-        header = f"[… {condensed} earlier points condensed]\n" if condensed else ""
+        header = f"[... {condensed} earlier points condensed]\n" if condensed else ""
         return (header + "\n".join(lines[start:]))[:max_chars]
 
 
@@ -150,7 +150,7 @@ class LLMSummarizer(Summarizer):
         for message in reversed(messages):
             line = f"{message.get('role', '?')}: {_clip(message_text(message), self.message_chars)}"
             if len(line) > budget:
-                rendered.append("[… older messages omitted]")
+                rendered.append("[... older messages omitted]")
                 break
             rendered.append(line)
             budget -= len(line)

@@ -6,7 +6,7 @@ turn. The naive truncator (cut lists to 5 items and dicts to 10 keys, append
 text) breaks JSON and still busts its budget. This one guarantees that
 
 * the result is never longer than ``max_chars`` characters (Python ``len``);
-* JSON in gives strict JSON out, with the ``…`` markers *inside* the JSON;
+* JSON in gives strict JSON out, with the ``...`` markers *inside* the JSON;
 * work per call is bounded by the budget, not the input: a huge text is never
   parsed, decoded or copied in full, and a serialisation attempt stops as soon
   as its output passes the budget.
@@ -194,7 +194,7 @@ class _Writer:
             if digits <= min(max(20, self.lim.string), 4000):
                 self.put(int.__repr__(v))
             else:
-                self.marker(f"…(int of ~{digits:,} digits)")
+                self.marker(f"...(int of ~{digits:,} digits)")
         elif isinstance(v, float):
             if math.isfinite(v):
                 self.put(float.__repr__(v))
@@ -214,16 +214,16 @@ class _Writer:
         ``total`` long whose parts are each at least as long as the string limit."""
         room, start = self.lim.string, self.size
         if type(text) is _CutStr:
-            mark = f"…({self.note})"
+            mark = f"...({self.note})"
             self.marker(_head(text, room - len(mark)) + mark)
         elif total <= room:
             self.put(_quote(text))
         else:
             approx = "~" if unit == "bytes" else ""
-            keep = max(0, room - len(f"…({approx}{total:,} {unit} cut)…"))
+            keep = max(0, room - len(f"...({approx}{total:,} {unit} cut)..."))
             head, tail = _head(text, keep - keep * 2 // 5), _tail(text, keep * 2 // 5)
             cut = total - len(head) - len(tail)
-            self.marker(f"{head}…({approx}{cut:,} {unit} cut)…{tail}")
+            self.marker(f"{head}...({approx}{cut:,} {unit} cut)...{tail}")
         if total > 40:
             self.long += self.size - start
 
@@ -242,14 +242,14 @@ class _Writer:
         """A dict (``items`` are pairs) or a list; too deep ones keep their type."""
         noun = "key" if is_dict else "item"
         if id(obj) in self.path:
-            return self.marker("…(cycle)")
+            return self.marker("...(cycle)")
         if depth >= self.lim.depth and n:
             self.cut = True
             deep = _plural(n, noun)
             return self.put(
-                '{"…":' + _quote(f"{deep} (depth limit)") + "}"
+                '{"...":' + _quote(f"{deep} (depth limit)") + "}"
                 if is_dict
-                else "[" + _quote(f"…({deep}, depth limit)") + "]"
+                else "[" + _quote(f"...({deep}, depth limit)") + "]"
             )
         self.path.append(id(obj))
         self.put("{" if is_dict else "[")
@@ -272,8 +272,8 @@ class _Writer:
         if shown < n or note:
             more = _plural(n - shown, f"more {noun}") if n > shown else f"more {noun}s"
             more += f"; {note}" if note else ""
-            self.put(("," if shown else "") + ('"…":' if is_dict else ""))
-            self.marker(more if is_dict else f"…({more})")
+            self.put(("," if shown else "") + ('"...":' if is_dict else ""))
+            self.marker(more if is_dict else f"...({more})")
         self.put("}" if is_dict else "]")
         self.path.pop()
 
@@ -634,8 +634,8 @@ class ToolOutputTruncator:
         return best if best.fits else None
 
     def _fallback(self, kind: str, size: str) -> str:
-        text = _quote(f"…({kind} of {size} truncated)")
-        return text if len(text) <= self.max_chars else '"…(truncated)"'
+        text = _quote(f"...({kind} of {size} truncated)")
+        return text if len(text) <= self.max_chars else '"...(truncated)"'
 
     def _text_cut(
         self, start: str, end: str, total: int, unit: str, original: int
@@ -643,9 +643,9 @@ class ToolOutputTruncator:
         """Plain text: head (60 %) + marker + tail, taken from ``start`` and ``end`` (the
         whole text, or decoded edges of a big blob). A count of bytes cut is exact for
         valid UTF-8, approximate where invalid bytes were replaced."""
-        room = self.max_chars - len(f"\n…[{total:,} {unit} truncated]…\n")
+        room = self.max_chars - len(f"\n...[{total:,} {unit} truncated]...\n")
         h, t = room - room * 2 // 5, room * 2 // 5
         head, tail = _head(start, h), _tail(end, t)
         kept = len(head) + len(tail) if unit == "chars" else len(head.encode()) + len(tail.encode())
-        text = f"{head}\n…[{max(0, total - kept):,} {unit} truncated]…\n{tail}"
+        text = f"{head}\n...[{max(0, total - kept):,} {unit} truncated]...\n{tail}"
         return TruncationResult(text, original, True, False)

@@ -33,7 +33,7 @@ def test_extractive_summary_is_bounded_and_deterministic() -> None:
     for turn in range(40):
         again = summarizer.summarize(turn_messages(turn, tool_output="{}"), again, 600)
     assert again == summary
-    assert summary.startswith("[… ") and "earlier points condensed" in summary
+    assert summary.startswith("[... ") and "earlier points condensed" in summary
     assert "answer 39" in summary  # the newest turn is always there
 
 

@@ -318,12 +318,12 @@ def test_demo_reply_says_it_is_the_demo_and_reports_context() -> None:
     }
     reply = demo_reply(body)
     assert reply.text is not None and not reply.tool_calls
-    assert reply.text.startswith("(demo model) You said: “What is the capital of France?”")
+    assert reply.text.startswith("(demo model) You said: 'What is the capital of France?'")
     assert "2 messages" in reply.text and "including a summary" in reply.text
     assert "OPENAI_API_KEY" in reply.text and "%agent_memory config" in reply.text
     assert reply.prompt_tokens > 0 and reply.completion_tokens > 0
     plain = demo_reply({"messages": [{"role": "user", "content": "x" * 500}]})
-    assert plain.text is not None and "no summary" in plain.text and "…" in plain.text
+    assert plain.text is not None and "no summary" in plain.text and "..." in plain.text
 
 
 def test_demo_calls_named_tools_with_arguments_from_the_prompt() -> None:

@@ -146,7 +146,7 @@ def test_list_cut_keeps_first_items_and_ends_with_count_marker() -> None:
     out = ToolOutputTruncator(max_chars=500, max_items=20).truncate(json.dumps(data))
     loaded = strict_loads(out)
     assert loaded[:20] == list(range(20))
-    assert loaded[-1] == "…(980 more items)"
+    assert loaded[-1] == "...(980 more items)"
 
 
 def test_dict_cut_keeps_first_keys_in_order_plus_marker_entry() -> None:
@@ -154,16 +154,16 @@ def test_dict_cut_keeps_first_keys_in_order_plus_marker_entry() -> None:
     out = ToolOutputTruncator(max_chars=2000, max_keys=10).truncate(json.dumps(data, indent=2))
     loaded = strict_loads(out)
     assert list(loaded)[:10] == [f"key{i:03d}" for i in range(10)]
-    assert loaded["…"] == "290 more keys"
-    assert list(loaded)[-1] == "…"
+    assert loaded["..."] == "290 more keys"
+    assert list(loaded)[-1] == "..."
 
 
 def test_long_string_keeps_head_and_tail_inside_the_string() -> None:
     text = "A" * 3000 + "M" * 4000 + "Z" * 3000
     out = ToolOutputTruncator(max_chars=300).truncate(json.dumps({"log": text}))
     value = strict_loads(out)["log"]
-    head, _, rest = value.partition("…(")
-    count, _, tail = rest.partition(" chars cut)…")
+    head, _, rest = value.partition("...(")
+    count, _, tail = rest.partition(" chars cut)...")
     assert head and set(head) == {"A"} and tail and set(tail) == {"Z"}
     assert int(count.replace(",", "")) == len(text) - len(head) - len(tail)
     assert len(head) > len(tail)  # ~60 / 40
@@ -175,9 +175,9 @@ def test_too_deep_containers_keep_their_type() -> None:
     t = ToolOutputTruncator(max_chars=2000, max_depth=3)
     text = "x" * 3000  # padding so that the input does not fit as is
     got = strict_loads(t.truncate(json.dumps({"pad": text, **deep})))
-    assert got["a"]["b"]["c"] == {"…": "5 keys (depth limit)"}
+    assert got["a"]["b"]["c"] == {"...": "5 keys (depth limit)"}
     got = strict_loads(t.truncate(json.dumps({"pad": text, **deep_list})))
-    assert got["a"]["b"]["c"] == ["…(12 items, depth limit)"]
+    assert got["a"]["b"]["c"] == ["...(12 items, depth limit)"]
 
 
 def test_rows_case_keeps_as_many_rows_as_fit_and_the_count() -> None:
@@ -190,7 +190,7 @@ def test_rows_case_keeps_as_many_rows_as_fit_and_the_count() -> None:
     kept = got["rows"][:-1]
     assert 10 <= len(kept) <= 16
     assert kept == doc["rows"][: len(kept)]
-    assert got["rows"][-1] == f"…({95 - len(kept)} more items)"
+    assert got["rows"][-1] == f"...({95 - len(kept)} more items)"
     assert got["count"] == 95
 
 
@@ -207,13 +207,13 @@ def test_budget_wins_over_configured_limits() -> None:
     out = ToolOutputTruncator(max_chars=600, max_items=50, max_string=10_000).truncate(data)
     assert len(out) <= 600
     loaded = strict_loads(out)
-    assert isinstance(loaded, list) and loaded[-1].startswith("…(")
+    assert isinstance(loaded, list) and loaded[-1].startswith("...(")
 
 
 def test_unfittable_json_becomes_a_marker_string() -> None:
     digits = "1" * 3_000_000  # one number, longer than parse_limit: nothing can be kept
     out = ToolOutputTruncator(max_chars=64).truncate(digits)
-    assert strict_loads(out) == "…(JSON of 3,000,000 chars truncated)"
+    assert strict_loads(out) == "...(JSON of 3,000,000 chars truncated)"
 
 
 def test_json_scalars_and_whitespace_are_handled() -> None:
@@ -290,15 +290,15 @@ def test_prefix_parser_closes_open_containers_and_cuts_strings() -> None:
     got = strict_loads(t.truncate(text))
     assert got["a"] == [1, 2, 3]
     assert got["b"].startswith("xxx") and got["b"].endswith(
-        f"…(input cut at 1,000 of {len(text):,} chars)"
+        f"...(input cut at 1,000 of {len(text):,} chars)"
     )
-    assert got["…"] == f"more keys; input cut at 1,000 of {len(text):,} chars"
+    assert got["..."] == f"more keys; input cut at 1,000 of {len(text):,} chars"
 
     nested = json.dumps({"outer": {"inner": list(range(5000))}})
     got = strict_loads(ToolOutputTruncator(max_chars=300, parse_limit=1000).truncate(nested))
     inner = got["outer"]["inner"]
     assert inner[:5] == [0, 1, 2, 3, 4] and inner[-1].endswith("; input cut)")
-    assert got["…"] == f"more keys; input cut at 1,000 of {len(nested):,} chars"
+    assert got["..."] == f"more keys; input cut at 1,000 of {len(nested):,} chars"
 
 
 @pytest.mark.parametrize("cut_at", range(990, 1010))
@@ -339,8 +339,8 @@ def test_plain_text_keeps_head_and_tail_with_marker() -> None:
     text = "H" * 10_000 + "T" * 10_000
     out = ToolOutputTruncator(max_chars=1000).truncate(text)
     assert len(out) <= 1000
-    head, _, rest = out.partition("\n…[")
-    count, _, tail = rest.partition(" chars truncated]…\n")
+    head, _, rest = out.partition("\n...[")
+    count, _, tail = rest.partition(" chars truncated]...\n")
     assert set(head) == {"H"} and set(tail) == {"T"}
     assert int(count.replace(",", "")) == len(text) - len(head) - len(tail)
     assert 0.55 <= len(head) / (len(head) + len(tail)) <= 0.65
@@ -473,7 +473,7 @@ def test_huge_repr_is_bounded_and_called_once() -> None:
     out = ToolOutputTruncator(max_chars=300).truncate([HugeRepr(), {"x": HugeRepr()}])
     assert len(out) <= 300
     got = strict_loads(out)
-    assert got[0].startswith("<rrr") and "chars cut)…" in got[0] and got[0].endswith("r>")
+    assert got[0].startswith("<rrr") and "chars cut)..." in got[0] and got[0].endswith("r>")
     assert HugeRepr.calls == 2  # once per kept object, however many attempts
 
 
@@ -482,7 +482,7 @@ def test_repr_only_called_on_kept_objects() -> None:
     out = ToolOutputTruncator(max_chars=2000, max_items=10).truncate(
         [Counted()] * 0 + [Counted() for _ in range(10_000)]
     )
-    assert strict_loads(out)[-1] == "…(9,990 more items)"
+    assert strict_loads(out)[-1] == "...(9,990 more items)"
     assert Counted.calls == 10
 
 
@@ -501,7 +501,7 @@ def test_cycles_become_markers() -> None:
     a["b"] = b
     a["self"] = a
     got = strict_loads(ToolOutputTruncator().truncate(a))
-    assert got == {"name": "a", "b": ["…(cycle)"], "self": "…(cycle)"}
+    assert got == {"name": "a", "b": ["...(cycle)"], "self": "...(cycle)"}
 
 
 def test_10000_deep_nesting_has_no_recursion_error() -> None:
@@ -512,7 +512,7 @@ def test_10000_deep_nesting_has_no_recursion_error() -> None:
     got = strict_loads(result.text)
     for _ in range(4):
         got = got["d"][0]
-    assert got == {"…": "1 key (depth limit)"}
+    assert got == {"...": "1 key (depth limit)"}
     assert result.truncated
     # max_depth far above the recursion limit is capped, not obeyed blindly
     out = ToolOutputTruncator(max_chars=100_000, max_depth=50_000).truncate(deep)
@@ -532,7 +532,7 @@ def test_huge_python_objects_are_walked_boundedly() -> None:
 def test_huge_ints_do_not_hit_the_digit_limit() -> None:
     out = ToolOutputTruncator(max_chars=200).truncate({"n": 10**10_000, "m": 2**64})
     got = strict_loads(out)
-    assert got["n"].startswith("…(int of ~10,001 digits") and got["m"] == 2**64
+    assert got["n"].startswith("...(int of ~10,001 digits") and got["m"] == 2**64
 
 
 # --- 7. accounting ----------------------------------------------------------------------------
@@ -676,7 +676,7 @@ def test_regression_ten_megabyte_values_stay_within_budget() -> None:
         assert len(out) <= 2000
         got = strict_loads(out)
         assert list(got) == [f"key{i}" for i in range(10)]  # every key, a preview of each
-        assert all(v.startswith("vvv") and "chars cut)…" in v for v in got.values())
+        assert all(v.startswith("vvv") and "chars cut)..." in v for v in got.values())
     # with the default parse_limit only a bounded prefix is read: still within budget
     out = ToolOutputTruncator(max_chars=2000, max_keys=10).truncate(text)
     got = strict_loads(out)
@@ -689,8 +689,8 @@ def test_regression_deep_subtree_keeps_container_type() -> None:
     got = strict_loads(ToolOutputTruncator(max_chars=500, max_depth=4).truncate(data))
     assert isinstance(got["level1"]["level2"]["level3"], list)
     assert got["level1"]["level2"]["level3"] == [
-        ["…(2 items, depth limit)"],
-        {"…": "1 key (depth limit)"},
+        ["...(2 items, depth limit)"],
+        {"...": "1 key (depth limit)"},
     ]
 
 

@@ -100,7 +100,7 @@ def prompt_chars(request_body: Mapping[str, Any]) -> int:
 def _digest(text: str, limit: int) -> str:
     """Whitespace-collapsed prefix of ``text``, with an ellipsis when cut."""
     flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+    return flat if len(flat) <= limit else flat[: limit - 3].rstrip() + "..."
 
 
 def _tool_schemas(body: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -227,7 +227,7 @@ def _context_answer(messages: Sequence[Mapping[str, Any]], tool_names: Sequence[
         else "with no summary of earlier conversation"
     )
     text = (
-        f"(demo model) You said: “{_digest(said, _DIGEST_CHARS)}” ({len(said)} chars). "
+        f"(demo model) You said: '{_digest(said, _DIGEST_CHARS)}' ({len(said)} chars). "
         f"I received {len(messages)} messages ({chars} chars) of context, {summary_note}."
     )
     if tool_names:
