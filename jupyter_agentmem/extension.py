@@ -96,6 +96,15 @@ class KernelContext:
         store = open_store(url or None)
         return self.manager.replace_store(store)
 
+    def remember_settings(self) -> None:
+        """Keep run-time settings (``%agent_memory config``/``limits``) for the next load,
+        so ``%reload_ext`` does not silently fall back to another store or model."""
+        if self.shell is None:
+            return
+        section = self.shell.config.AgentMem
+        for name in self.config.traits(config=True):
+            section[name] = getattr(self.config, name)
+
     def close(self) -> None:
         """Run every closer once, newest first; errors are logged, never raised."""
         with self._lock:
@@ -152,4 +161,5 @@ def unload() -> None:
         context, _CONTEXT = _CONTEXT, None
     atexit.unregister(_at_exit)
     if context is not None:
+        context.remember_settings()
         context.close()

@@ -249,7 +249,10 @@ class SessionManager:
                 doc = merge_documents(stored, doc, base_turns, self.policy.max_summary_chars)
                 base_turns = int(doc["total_turns"]) - added
                 self._note("conflicts_merged")
-        raise StoreError(f"session {sid!r} kept changing in the store; not saved")
+        raise SessionConflictError(
+            f"session {sid!r} kept changing in the store ({_CONFLICT_RETRIES} tries); "
+            "it stays in memory and is saved at the next eviction or flush"
+        )
 
     def _write_out(self, batch: list[_Eviction]) -> None:
         """Store I/O without the lock; a failure keeps the session in memory."""
@@ -291,7 +294,8 @@ class SessionManager:
             self._counters["persist_failures"] += 1
             first = self.last_store_error is None
             self.last_store_error = f"{type(exc).__name__}: {exc}"
-            self._store_down_until = time.time() + self.retry_after
+            if not isinstance(exc, SessionConflictError):  # a busy session is not a store outage
+                self._store_down_until = time.time() + self.retry_after
             if self._evicting.get(sid) is item.state:
                 del self._evicting[sid]
                 self._live[sid] = item.state

@@ -324,3 +324,11 @@ def test_a_conversation_survives_a_kernel_restart(tmp_path: Path) -> None:
             second.shutdown()
     finally:
         server.stop()
+
+
+def test_run_time_settings_survive_reload(kernel: Kernel) -> None:
+    kernel.ok("%agent_memory config max_tool_rounds=3 tool_max_chars=900")
+    kernel.ok("%reload_ext jupyter_agentmem")
+    kernel.ok("ctx = get_context()")
+    assert kernel.value("[ctx.config.max_tool_rounds, ctx.config.tool_max_chars]") == [3, 900]
+    kernel.ok("%agent_memory config max_tool_rounds=8 tool_max_chars=2000")
