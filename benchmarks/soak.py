@@ -15,11 +15,11 @@ evicts another: the store, restore, eviction, truncation, compaction and
 streaming paths all run thousands of times.
 
 RSS is sampled (after ``gc.collect()``) every ``--sample-every`` turns. After
-the warm-up (the first 20 % of turns, where caches legitimately fill: the
-SQLite page cache, the 50-session LRU, summaries growing to their bound, the
-SDK's connection pool; it must give every session a few turns, hence
-``--sessions 60`` in the short form) the least-squares slope of RSS over turns
-must stay under ``--max-slope-kib`` per 1,000 turns, else the script exits 1.
+the warm-up (the first 20 % of turns and at least 5 turns per session, while
+caches legitimately fill: the SQLite page cache, the 50-session LRU, summaries
+growing to their bound, the SDK's connection pool) the least-squares slope of
+RSS over turns must stay under ``--max-slope-kib`` per 1,000 turns, else the
+script exits 1. A run too short to leave 8 samples after warm-up is refused.
 
 Why 1,024 KiB per 1,000 turns: everything in this process is bounded by
 design, so the true slope is zero and what remains is allocator noise (a few
@@ -45,9 +45,9 @@ from dataclasses import dataclass
 
 import psutil
 
-from jupyter_agentmem import SessionManager
 from jupyter_agentmem.agent import Agent
 from jupyter_agentmem.config import AgentMem
+from jupyter_agentmem.sessions import SessionManager
 from jupyter_agentmem.stores import SQLiteStore
 from jupyter_agentmem.testing import FakeModelServer
 from jupyter_agentmem.tools import ToolRegistry
@@ -55,6 +55,8 @@ from jupyter_agentmem.tools import ToolRegistry
 from . import workload
 
 TOOLS = ("lookup_orders", "lookup_items", "lookup_prices", "lookup_stock")
+WARMUP_TURNS_PER_SESSION = 5
+MIN_STEADY_SAMPLES = 8
 KiB = 1024
 
 
@@ -64,6 +66,20 @@ class Current:
 
     session: int = 0
     turn: int = 0
+
+
+@dataclass
+class SoakResult:
+    """RSS samples ``(turn, bytes)`` and what the run did."""
+
+    samples: list[tuple[int, int]]
+    slope: float  # bytes per 1,000 turns, after warm-up
+    steady_points: int
+    seconds: float
+    evictions: int
+    restores: int
+    compactions: int
+    requests: int
 
 
 def make_registry(current: Current) -> ToolRegistry:
@@ -82,6 +98,12 @@ def make_registry(current: Current) -> ToolRegistry:
     return registry
 
 
+def warmup_turns(turns: int, fraction: float, sessions: int) -> int:
+    """Turns ignored by the slope: ``fraction`` of the run, and at least five turns per
+    rotated session (until then sessions and their summaries are still growing)."""
+    return max(int(turns * fraction), WARMUP_TURNS_PER_SESSION * sessions)
+
+
 def slope_per_1000(samples: list[tuple[int, int]]) -> float:
     """Least-squares slope of RSS bytes over turns, in bytes per 1,000 turns."""
     n = len(samples)
@@ -96,9 +118,7 @@ def slope_per_1000(samples: list[tuple[int, int]]) -> float:
     return cov / var * 1000
 
 
-def soak(
-    turns: int, sample_every: int, sessions: int, live: int, warmup: float
-) -> dict[str, object]:
+def soak(turns: int, sample_every: int, sessions: int, live: int, warmup: float) -> SoakResult:
     """Play ``turns`` turns; return RSS samples and counters."""
     process = psutil.Process()
     current = Current()
@@ -131,17 +151,17 @@ def soak(
             stats = manager.stats()
             manager.close()
     elapsed = time.perf_counter() - started
-    steady = [s for s in samples if s[0] > turns * warmup]
-    return {
-        "samples": samples,
-        "slope": slope_per_1000(steady),
-        "steady_points": len(steady),
-        "seconds": elapsed,
-        "evictions": stats["evictions"],
-        "restores": stats["restores"],
-        "compactions": stats["compactions"],
-        "requests": server.request_count,
-    }
+    steady = [s for s in samples if s[0] > warmup_turns(turns, warmup, sessions)]
+    return SoakResult(
+        samples=samples,
+        slope=slope_per_1000(steady),
+        steady_points=len(steady),
+        seconds=elapsed,
+        evictions=stats["evictions"],
+        restores=stats["restores"],
+        compactions=stats["compactions"],
+        requests=server.request_count,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,25 +173,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=0.2, help="fraction of turns ignored")
     parser.add_argument("--max-slope-kib", type=float, default=1024.0, help="per 1,000 turns")
     args = parser.parse_args(argv)
-    if args.turns < args.sample_every * 4:
-        parser.error("--turns must allow at least 4 RSS samples (see --sample-every)")
+    warm = warmup_turns(args.turns, args.warmup, args.sessions)
+    steady = (args.turns - warm) // args.sample_every
+    if steady < MIN_STEADY_SAMPLES:
+        parser.error(
+            f"too short: {steady} RSS samples after warm-up, need {MIN_STEADY_SAMPLES} "
+            f"(warm-up is max({args.warmup:.0%} of turns, {WARMUP_TURNS_PER_SESSION} turns "
+            "per session); raise --turns or lower --sample-every / --sessions)"
+        )
     result = soak(args.turns, args.sample_every, args.sessions, args.live, args.warmup)
-    samples = result["samples"]
-    assert isinstance(samples, list)
     print(f"# soak: {args.turns:,} turns over {args.sessions} sessions, {args.live} live")
     print(
-        f"{result['seconds']:.0f} s ({args.turns / result['seconds']:.0f} turns/s), "  # type: ignore[operator]
-        f"{result['requests']:,} model requests, {result['evictions']:,} evictions, "
-        f"{result['restores']:,} restores, {result['compactions']:,} compactions"
+        f"{result.seconds:.0f} s ({args.turns / result.seconds:.0f} turns/s), "
+        f"{result.requests:,} model requests, {result.evictions:,} evictions, "
+        f"{result.restores:,} restores, {result.compactions:,} compactions"
     )
     print("turn      RSS MiB")
-    for turn, rss in samples:
+    for turn, rss in result.samples:
         print(f"{turn:>6} {rss / 2**20:>10.1f}")
-    slope_kib = float(result["slope"]) / KiB  # type: ignore[arg-type]
+    slope_kib = result.slope / KiB
     verdict = "OK" if slope_kib <= args.max_slope_kib else "LEAK"
     print(
         f"{verdict}: RSS slope after warm-up {slope_kib:+,.0f} KiB per 1,000 turns "
-        f"({result['steady_points']} samples; threshold {args.max_slope_kib:,.0f} KiB)"
+        f"({result.steady_points} samples; threshold {args.max_slope_kib:,.0f} KiB)"
     )
     if verdict != "OK":
         print(
