@@ -157,17 +157,19 @@ def measure_all(names: list[str], s: Settings, jobs: int) -> dict[str, Any]:
     ]
     tasks = heap_tasks + rss_tasks + sweep_tasks
     if s.rss_big and "agentmem" in names:
-        big = {
+        ours_big = {
             "name": "agentmem",
             "sessions": s.rss_big,
             "turns": 50,
             "budget_s": s.rss_big_budget_s,
             "cap_bytes": s.rss_cap,
         }
-        tasks.append(("rss", big))
+        tasks.append(("rss", ours_big))
     tasks.sort(key=_longest_first)
     started = time.perf_counter()
     results = dict(zip(map(_key, tasks), parallel(jobs, tasks), strict=True))
+    big, skipped = big_runs(results, rss_names, s)
+    results.update(zip(map(_key, big), parallel(jobs, big), strict=True))
     memory_s = time.perf_counter() - started
     speed = {
         n: child(
@@ -193,11 +195,41 @@ def measure_all(names: list[str], s: Settings, jobs: int) -> dict[str, Any]:
     return {
         "heap": {k[1]: v for k, v in results.items() if k[0] == "heap"},
         "rss": _by_sessions({k[1:]: v for k, v in results.items() if k[0] == "rss"}),
+        "rss_skipped": skipped,
         "orphans": {k[1]: v for k, v in results.items() if k[0] == "orphans"},
         "speed": speed,
         "persist": persist,
         "memory_phase_s": memory_s,
     }
+
+
+def big_runs(
+    results: dict[tuple[Any, ...], Any], names: list[str], s: Settings
+) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, str]]:
+    """The 10,000-session runs of the peers whose 1,000-session run fit its budget and
+    whose projection (time and RSS × 10) fits the big run's budget; why not otherwise."""
+    tasks: list[tuple[str, dict[str, Any]]] = []
+    skipped: dict[str, str] = {}
+    for name in names:
+        small = results.get(("rss", name, s.rss_sessions))
+        if not s.rss_big or name == "agentmem" or not small or "error" in small:
+            continue
+        if small["sessions"] < small["requested"]:
+            continue  # its 1,000-session row already says where it stopped
+        factor = s.rss_big / small["sessions"]
+        seconds, grown = small["seconds"] * factor, small["rss_growth"] * factor
+        if seconds > s.rss_big_budget_s or grown > s.rss_cap:
+            skipped[name] = f"projected {seconds:,.0f} s and {grown / GiB:,.1f} GiB RSS"
+            continue
+        args = {
+            "name": name,
+            "sessions": s.rss_big,
+            "turns": 50,
+            "budget_s": s.rss_big_budget_s,
+            "cap_bytes": s.rss_cap,
+        }
+        tasks.append(("rss", args))
+    return tasks, skipped
 
 
 def _longest_first(task: tuple[str, dict[str, Any]]) -> int:

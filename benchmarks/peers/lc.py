@@ -80,7 +80,7 @@ def to_langchain(message: Message) -> BaseMessage:
 
 
 def to_chat(messages: list[BaseMessage]) -> list[Message]:
-    return convert_to_openai_messages(messages)  # type: ignore[return-value]
+    return convert_to_openai_messages(messages)
 
 
 class _History:

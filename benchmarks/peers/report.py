@@ -153,7 +153,7 @@ def context_section(heap: dict[str, Any], turns: int) -> str:
     return intro + table(header, rows)
 
 
-def rss_section(rss: dict[str, Any]) -> str:
+def rss_section(rss: dict[str, Any], skipped: dict[str, str] | None = None) -> str:
     per_ours: float | None = None
     rows = []
     for name, runs in rss.items():
@@ -180,6 +180,9 @@ def rss_section(rss: dict[str, Any]) -> str:
                     note,
                 ]
             )
+    labels = {n: next(iter(runs.values())).get("label", n) for n, runs in rss.items()}
+    for name, why in (skipped or {}).items():
+        rows.append([labels.get(name, name), "10,000 not run", "", "", "", "", "", why])
     header = [
         "peer",
         "sessions built / asked",
@@ -193,7 +196,8 @@ def rss_section(rss: dict[str, Any]) -> str:
     intro = (
         "## Process RSS, 50-turn sessions (fresh subprocess per row)\n\n"
         "Rows that stopped early hit the run's time or memory budget; their per-session "
-        "figure comes from the sessions they built.\n\n"
+        "figure comes from the sessions they built. A peer gets a 10,000-session row when "
+        "its 1,000 sessions fit the budget and ten times its time and RSS still do.\n\n"
     )
     return intro + table(header, rows)
 
@@ -353,7 +357,7 @@ def render(results: dict[str, Any], turns: int) -> str:
     parts = [
         heap_section(results["heap"], turns),
         context_section(results["heap"], turns),
-        rss_section(results["rss"]),
+        rss_section(results["rss"], results.get("rss_skipped")),
         speed_section(results["speed"]),
         persist_section(results["persist"]),
         orphan_section(results["orphans"]),

@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from jupyter_agentmem import SessionManager, ToolOutputTruncator
+from jupyter_agentmem.sessions import SessionManager
 from jupyter_agentmem.stores import MemoryStore, SQLiteStore
+from jupyter_agentmem.truncate import ToolOutputTruncator
 
 from .base import ListPeer, Message
 
