@@ -25,12 +25,24 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal, cast
 
 from .cassette import Cassette, Interaction, iter_lines, iter_sse_data, open_upstream
-from .demo import DemoReply, demo_reply, estimate_tokens, prompt_chars
+from .demo import DemoReply, demo_reply
+from .replies import (
+    CREATED,
+    ERROR_KINDS,
+    Drop,
+    Error,
+    Hang,
+    Malformed,
+    Payloads,
+    Reply,
+    Text,
+    ToolCalls,
+    error_body,
+)
 
 __all__ = ["DefaultResponder", "FakeModelServer", "Reply"]
 
@@ -39,189 +51,6 @@ __all__ = ["DefaultResponder", "FakeModelServer", "Reply"]
 DefaultResponder = Literal["demo"] | None | Callable[[Mapping[str, Any]], DemoReply]
 
 _JOIN_TIMEOUT = 5.0
-
-
-_CREATED = 1_700_000_000  # fixed "created" timestamp: responses are byte-for-byte repeatable
-
-#: status -> (OpenAI error "type", "code"), so scripted errors look like the real thing.
-ERROR_KINDS: dict[int, tuple[str, str | None]] = {
-    400: ("invalid_request_error", None),
-    401: ("invalid_request_error", "invalid_api_key"),
-    403: ("invalid_request_error", "permission_denied"),
-    404: ("invalid_request_error", "model_not_found"),
-    429: ("requests", "rate_limit_exceeded"),
-    500: ("server_error", None),
-    502: ("server_error", "bad_gateway"),
-    503: ("server_error", "service_unavailable"),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Text:
-    """Scripted reply: stream ``text`` in pieces of ``chunk_size`` chars."""
-
-    text: str
-    chunk_size: int = 4
-    delay: float = 0.0
-    usage: bool = True
-    finish_reason: str = "stop"
-
-
-@dataclass(frozen=True, slots=True)
-class ToolCalls:
-    """Scripted reply: parallel tool calls ``(id or None, name, arguments JSON text)``."""
-
-    calls: tuple[tuple[str | None, str, str], ...]
-    text: str | None = None
-    delay: float = 0.0
-    chunk_size: int = 5
-    usage: bool = True
-    repeat_name: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Error:
-    """Scripted reply: an HTTP error with an OpenAI-style JSON body."""
-
-    status: int
-    message: str
-    headers: tuple[tuple[str, str], ...] = ()
-    type: str = "server_error"
-    code: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Drop:
-    """Scripted reply: some content chunks, then the socket is closed (no ``[DONE]``)."""
-
-    after_chunks: int
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Malformed:
-    """Scripted reply: a ``data:`` line that is not JSON."""
-
-
-@dataclass(frozen=True, slots=True)
-class Hang:
-    """Scripted reply: read the request, then send nothing for ``seconds``."""
-
-    seconds: float
-
-
-Reply = Text | ToolCalls | Error | Drop | Malformed | Hang
-
-
-def _split(text: str, size: int) -> list[str]:
-    return [text[i : i + size] for i in range(0, len(text), size)]
-
-
-class _Payloads:
-    """Builds OpenAI-shaped ``chat.completion.chunk`` / ``chat.completion`` JSON for one request."""
-
-    def __init__(self, body: Mapping[str, Any], seq: int) -> None:
-        self.model = str(body.get("model") or "demo")
-        self.id = f"chatcmpl-fake-{seq}"
-        self.prompt_tokens = estimate_tokens(prompt_chars(body))
-        options = body.get("stream_options")
-        self.include_usage = isinstance(options, Mapping) and bool(options.get("include_usage"))
-
-    def usage(self, completion_chars: int) -> dict[str, int]:
-        completion = estimate_tokens(completion_chars)
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": completion,
-            "total_tokens": self.prompt_tokens + completion,
-        }
-
-    def chunk(self, delta: dict[str, Any], finish: str | None = None) -> str:
-        obj: dict[str, Any] = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": _CREATED,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
-        if self.include_usage:
-            obj["usage"] = None  # as OpenAI does on every chunk but the last
-        return json.dumps(obj)
-
-    def usage_chunk(self, completion_chars: int) -> str:
-        obj = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": _CREATED,
-            "model": self.model,
-            "choices": [],
-            "usage": self.usage(completion_chars),
-        }
-        return json.dumps(obj)
-
-    def text_events(self, reply: Text) -> list[str]:
-        events = [self.chunk({"role": "assistant", "content": ""})]
-        events += [self.chunk({"content": p}) for p in _split(reply.text, reply.chunk_size)]
-        events.append(self.chunk({}, reply.finish_reason))
-        if reply.usage and self.include_usage:
-            events.append(self.usage_chunk(len(reply.text)))
-        return [*events, "[DONE]"]
-
-    def tool_events(self, reply: ToolCalls, ids: Sequence[str]) -> list[str]:
-        events = [self.chunk({"role": "assistant", "content": None})]
-        events += [self.chunk({"content": p}) for p in _split(reply.text or "", reply.chunk_size)]
-        for index, ((_, name, args), call_id) in enumerate(zip(reply.calls, ids, strict=True)):
-            head = {"name": name, "arguments": ""}
-            events.append(
-                self.chunk(
-                    {
-                        "tool_calls": [
-                            {"index": index, "id": call_id, "type": "function", "function": head}
-                        ]
-                    }
-                )
-            )
-            for piece in _split(args, reply.chunk_size):
-                fn = {"arguments": piece}
-                if reply.repeat_name:
-                    fn["name"] = name
-                events.append(self.chunk({"tool_calls": [{"index": index, "function": fn}]}))
-        events.append(self.chunk({}, "tool_calls"))
-        if reply.usage and self.include_usage:
-            chars = len(reply.text or "") + sum(len(n) + len(a) for _, n, a in reply.calls)
-            events.append(self.usage_chunk(chars))
-        return [*events, "[DONE]"]
-
-    def completion(self, message: dict[str, Any], finish: str, chars: int) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "object": "chat.completion",
-            "created": _CREATED,
-            "model": self.model,
-            "choices": [
-                {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
-            ],
-            "usage": self.usage(chars),
-        }
-
-    def text_completion(self, reply: Text) -> dict[str, Any]:
-        message = {"role": "assistant", "content": reply.text}
-        return self.completion(message, reply.finish_reason, len(reply.text))
-
-    def tool_completion(self, reply: ToolCalls, ids: Sequence[str]) -> dict[str, Any]:
-        calls = [
-            {"id": i, "type": "function", "function": {"name": n, "arguments": a}}
-            for (_, n, a), i in zip(reply.calls, ids, strict=True)
-        ]
-        chars = len(reply.text or "") + sum(len(n) + len(a) for _, n, a in reply.calls)
-        message = {"role": "assistant", "content": reply.text, "tool_calls": calls}
-        return self.completion(message, "tool_calls", chars)
-
-
-def error_body(message: str, kind: str = "server_error", code: str | None = None) -> bytes:
-    """An OpenAI-style error document."""
-    return json.dumps(
-        {"error": {"message": message, "type": kind, "param": None, "code": code}}
-    ).encode()
 
 
 class FakeModelServer:
@@ -595,7 +424,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         if self.path.split("?")[0].rstrip("/") == "/v1/models":
             data = [
-                {"id": m, "object": "model", "created": _CREATED, "owned_by": "jupyter-agentmem"}
+                {"id": m, "object": "model", "created": CREATED, "owned_by": "jupyter-agentmem"}
                 for m in self.owner.models()
             ]
             self._send_json(200, json.dumps({"object": "list", "data": data}).encode())
@@ -690,7 +519,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- replies ------------------------------------------------------------------------------
 
     def _serve(self, reply: Reply, body: Mapping[str, Any], seq: int) -> None:
-        out = _Payloads(body, seq)
+        out = Payloads(body, seq)
         stream = bool(body.get("stream"))
         if isinstance(reply, Error):
             data = error_body(reply.message, reply.type, reply.code)
