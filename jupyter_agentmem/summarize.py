@@ -9,7 +9,6 @@ previous summary and a character budget and returns *one* summary within it;
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -201,9 +200,3 @@ class LLMSummarizer(Summarizer):
         except Exception as exc:
             raise SummarizerError(f"summary request failed: {exc}") from exc
         return self._text(response)
-
-
-def describe_messages(messages: Sequence[Message]) -> str:
-    """A compact JSON digest used in error reports (never the full content)."""
-    roles = [str(m.get("role", "?")) for m in messages]
-    return json.dumps({"messages": len(messages), "roles": roles[:20]})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from .base import SessionData, SessionStore, save_many
+from .base import SessionData, SessionStore
 from .memory import MemoryStore
 from .sqlite import SQLiteStore
 
@@ -20,7 +20,6 @@ __all__ = [
     "SessionStore",
     "default_store_path",
     "open_store",
-    "save_many",
 ]
 
 

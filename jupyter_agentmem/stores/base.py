@@ -18,7 +18,6 @@ document without ``"revision"`` is written unconditionally.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, Protocol, runtime_checkable
 
 SessionData = dict[str, Any]
@@ -42,15 +41,3 @@ class SessionStore(Protocol):
 
     def close(self) -> None:
         """Release connections and file handles; idempotent."""
-
-
-def save_many(store: SessionStore, items: Iterable[tuple[str, SessionData]]) -> int:
-    """Save several sessions, in one transaction when the store supports it."""
-    batch = getattr(store, "save_many", None)
-    if batch is not None:
-        return int(batch(items))
-    count = 0
-    for session_id, data in items:
-        store.save(session_id, data)
-        count += 1
-    return count
