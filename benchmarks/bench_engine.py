@@ -164,36 +164,29 @@ def throughput_add(sessions: int, rounds: int) -> dict[str, float]:
         {"role": "tool", "tool_call_id": f"call_0_0_{j}", "content": "x" * 2000} for j in range(4)
     ]
     turn.append(workload.answer_message(0, 0))
+    count = rounds * sessions * len(turn)
+
+    def rate(adders: list[Callable[[dict[str, Any]], None]]) -> float:
+        started = time.perf_counter()
+        for _ in range(rounds):
+            for add in adders:
+                for message in turn:
+                    add(message)
+        return count / (time.perf_counter() - started)
+
     manager = engine_manager(sessions)
     states = [manager.get_or_create(f"s{i}") for i in range(sessions)]
-    count = rounds * sessions * len(turn)
-    started = time.perf_counter()
-    for _ in range(rounds):
-        for state in states:
-            for message in turn:
-                state.add_message(message)
-    engine = count / (time.perf_counter() - started)
+    engine = rate([s.add_message for s in states])
     bare_manager = SessionManager(
         max_sessions=max(sessions, 1000),
         max_memory_bytes=64 * 1024 * MiB,
         store=MemoryStore(),
         policy=StatePolicy(auto_compact=False, max_recent=10**9, max_recent_bytes=2**62),
     )
-    bare_states = [bare_manager.get_or_create(f"s{i}") for i in range(sessions)]
-    started = time.perf_counter()
-    for _ in range(rounds):
-        for state in bare_states:
-            for message in turn:
-                state.add_message(message)
-    bare = count / (time.perf_counter() - started)
-    del bare_manager, bare_states
+    bare = rate([bare_manager.get_or_create(f"s{i}").add_message for i in range(sessions)])
+    del bare_manager
     histories: list[list[dict[str, Any]]] = [[] for _ in range(sessions)]
-    started = time.perf_counter()
-    for _ in range(rounds):
-        for history in histories:
-            for message in turn:
-                history.append(message)
-    naive = count / (time.perf_counter() - started)
+    naive = rate([h.append for h in histories])
     started = time.perf_counter()
     lookups = 0
     for _ in range(rounds * 5):

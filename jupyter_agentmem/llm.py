@@ -110,28 +110,29 @@ def _resolve_key(base_url: str | None, api_key: str | None) -> str | None:
     return None
 
 
+def _client_options(
+    base_url: str | None, api_key: str | None, timeout: float, max_retries: int
+) -> dict[str, Any]:
+    return {
+        "base_url": base_url,
+        "api_key": _resolve_key(base_url, api_key),
+        "timeout": timeout,
+        "max_retries": max_retries,
+    }
+
+
 def make_client(
     base_url: str | None, api_key: str | None, timeout: float = 60.0, max_retries: int = 2
 ) -> openai.OpenAI:
     """A configured sync client; raises ``openai.OpenAIError`` when no key can be found."""
-    return openai.OpenAI(
-        base_url=base_url,
-        api_key=_resolve_key(base_url, api_key),
-        timeout=timeout,
-        max_retries=max_retries,
-    )
+    return openai.OpenAI(**_client_options(base_url, api_key, timeout, max_retries))
 
 
 def make_async_client(
     base_url: str | None, api_key: str | None, timeout: float = 60.0, max_retries: int = 2
 ) -> openai.AsyncOpenAI:
     """The async twin of :func:`make_client`."""
-    return openai.AsyncOpenAI(
-        base_url=base_url,
-        api_key=_resolve_key(base_url, api_key),
-        timeout=timeout,
-        max_retries=max_retries,
-    )
+    return openai.AsyncOpenAI(**_client_options(base_url, api_key, timeout, max_retries))
 
 
 # -- streaming ----------------------------------------------------------------------------------
