@@ -213,7 +213,7 @@ class Agent:
                 if self._demo is None:
                     from .testing import FakeModelServer
 
-                    self._demo = FakeModelServer().start()
+                    self._demo = FakeModelServer(demo_delay=self.config.demo_delay).start()
                 return str(self._demo.base_url)
         return endpoint.base_url or None
 

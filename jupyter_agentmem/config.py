@@ -38,6 +38,9 @@ class AgentMem(Configurable):
     api_key_env = Unicode(
         "OPENAI_API_KEY", help="Name of the environment variable holding the API key."
     ).tag(config=True)
+    demo_delay = Float(
+        0.015, help="Seconds between the built-in demo model's streamed chunks (its pace)."
+    ).tag(config=True)
     system_prompt = Unicode(
         "You are a helpful assistant inside a Jupyter notebook. Answer in Markdown.",
         help="System message sent before the conversation (not stored in the session).",

@@ -66,7 +66,7 @@ AGENT_CELLS = [
     "%load_ext jupyter_agentmem\n"
     "from jupyter_agentmem import agent_tool\n"
     "from jupyter_agentmem.extension import get_context\n"
-    "get_context().agent  # the demo model streams ~5 chars per 15 ms\n"
+    "get_context().config.demo_delay = 0.06  # slow enough to watch the stream\n"
     "SALES = [{'region': r, 'units': 10 * i} for i, r in enumerate(['north', 'south', 'east'])]\n"
     "\n"
     "@agent_tool\n"
