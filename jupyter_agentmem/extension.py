@@ -13,7 +13,7 @@ import atexit
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .config import AgentMem
 from .errors import AgentMemError
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from .sessions import SessionManager
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _CONTEXT: KernelContext | None = None
 _CONTEXT_LOCK = threading.Lock()
@@ -49,6 +51,7 @@ class KernelContext:
         self.shell = shell
         self.config = config
         self._closers: list[tuple[str, Callable[[], None]]] = []
+        self._resources: dict[str, tuple[Any, Callable[[], None]]] = {}
         self._lock = threading.RLock()
         self._agent: Agent | None = None
         self.manager: SessionManager = SessionManager(
@@ -66,6 +69,44 @@ class KernelContext:
             critical_pct=config.critical_pct,
             session_count=self.manager.__len__,
         )
+
+    def resource(
+        self,
+        name: str,
+        factory: Callable[[], T],
+        close: Callable[[T], None],
+        alive: Callable[[T], bool] | None = None,
+    ) -> T:
+        """The context's one ``name`` resource (a thread, a hook...): created on first use
+        (again if ``alive`` says it died), closed at unload with everything else."""
+        with self._lock:
+            entry = self._resources.get(name)
+            if entry is not None and (alive is None or alive(entry[0])):
+                return cast(T, entry[0])
+            value = factory()
+
+            def closer() -> None:
+                close(value)
+
+            self._resources[name] = (value, closer)
+            self.add_closer(name, closer)
+            return value
+
+    def find(self, name: str) -> Any | None:
+        """A resource made by :meth:`resource`, or None if it was never made."""
+        with self._lock:
+            entry = self._resources.get(name)
+            return None if entry is None else entry[0]
+
+    def release(self, name: str) -> bool:
+        """Close one resource now (not waiting for unload); False if there was none."""
+        with self._lock:
+            entry = self._resources.pop(name, None)
+            if entry is None:
+                return False
+            self.remove_closer(entry[1])
+        entry[1]()
+        return True
 
     def add_closer(self, name: str, closer: Callable[[], None]) -> None:
         """Register cleanup to run at unload / shutdown (last registered runs first)."""
@@ -109,6 +150,7 @@ class KernelContext:
         """Run every closer once, newest first; errors are logged, never raised."""
         with self._lock:
             closers, self._closers = self._closers[::-1], []
+            self._resources.clear()
         for name, closer in closers:
             try:
                 closer()

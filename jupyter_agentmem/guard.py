@@ -20,7 +20,6 @@ import html
 import logging
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -128,20 +127,15 @@ class Notices:
             self.shell.events.unregister("post_run_cell", self.flush)
 
 
-_NOTICES: weakref.WeakKeyDictionary[KernelContext, Notices] = weakref.WeakKeyDictionary()
-_GUARDS: weakref.WeakKeyDictionary[KernelContext, MemoryGuard] = weakref.WeakKeyDictionary()
-_LOCK = threading.Lock()
-
-
 def install_notices(context: KernelContext) -> Notices:
     """The kernel's notice queue (idempotent); removed again at unload."""
-    with _LOCK:
-        notices = _NOTICES.get(context)
-        if notices is None:
-            notices = _NOTICES[context] = Notices(context.shell)
-            notices.install()
-            context.add_closer("notices", notices.close)
+
+    def create() -> Notices:
+        notices = Notices(context.shell)
+        notices.install()
         return notices
+
+    return context.resource("notices", create, Notices.close)
 
 
 # ---------------------------------------------------------------------- guard
@@ -364,27 +358,28 @@ def _empty_text(snap: dict[str, Any]) -> str:
 def install_guard(context: KernelContext) -> MemoryGuard:
     """Start the kernel's memory guard (idempotent); it stops when the extension unloads."""
     notices = install_notices(context)
-    with _LOCK:
-        guard = _GUARDS.get(context)
-        if guard is None or not guard.alive:
-            guard = _GUARDS[context] = MemoryGuard(
-                context.monitor,
-                context.manager,
-                config=context.config,
-                notify=lambda key, text: notices.post(text, key),
-            )
-            guard.start()
-            context.add_closer("memory guard", guard.close)
+
+    def create() -> MemoryGuard:
+        guard = MemoryGuard(
+            context.monitor,
+            context.manager,
+            config=context.config,
+            notify=lambda key, text: notices.post(text, key),
+        )
+        guard.start()
         return guard
+
+    return context.resource("memory guard", create, MemoryGuard.close, lambda g: g.alive)
 
 
 def get_guard(context: KernelContext) -> MemoryGuard | None:
-    return _GUARDS.get(context)
+    guard: MemoryGuard | None = context.find("memory guard")
+    return guard
 
 
 def describe_guard(context: KernelContext) -> str:
     """One line for the dashboard and ``stats``: off, on, and what it last did."""
-    guard = _GUARDS.get(context)
+    guard = get_guard(context)
     if guard is None or not guard.alive:
         return "memory guard: not running (install_guard / memory_guard=True)"
     if not guard.enabled:

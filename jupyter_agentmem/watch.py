@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -122,18 +121,9 @@ class DashboardTicker:
             self._wake.wait(max(0.0, wait))
 
 
-_TICKERS: weakref.WeakKeyDictionary[KernelContext, DashboardTicker] = weakref.WeakKeyDictionary()
-_TICKERS_LOCK = threading.Lock()
-
-
 def ticker_for(context: KernelContext) -> DashboardTicker:
     """The kernel's shared ticker, created on first use and closed with the context."""
-    with _TICKERS_LOCK:
-        ticker = _TICKERS.get(context)
-        if ticker is None:
-            ticker = _TICKERS[context] = DashboardTicker()
-            context.add_closer("memory dashboards", ticker.close)
-        return ticker
+    return context.resource("memory dashboards", DashboardTicker, DashboardTicker.close)
 
 
 # ------------------------------------------------------------ per-cell watch
@@ -277,27 +267,26 @@ def describe(r: CellMemory) -> str:
     )
 
 
-_WATCHERS: weakref.WeakKeyDictionary[KernelContext, CellWatcher] = weakref.WeakKeyDictionary()
+_WATCH = "per-cell memory watch"
 
 
 def set_watch(context: KernelContext, on: bool, shell: Any = None) -> CellWatcher | None:
     """Turn the per-cell watch on or off for the kernel; returns the active watcher."""
-    watcher = _WATCHERS.get(context)
     if not on:
-        if watcher is not None:
-            watcher.stop()
-            context.remove_closer(watcher.stop)
-            del _WATCHERS[context]
+        context.release(_WATCH)
         return None
-    if watcher is None:
-        shell = shell if shell is not None else context.shell
-        if shell is None:
+
+    def create() -> CellWatcher:
+        target = shell if shell is not None else context.shell
+        if target is None:
             raise RuntimeError("the per-cell watch needs an IPython shell")
-        watcher = _WATCHERS[context] = CellWatcher(shell)
+        watcher = CellWatcher(target)
         watcher.start()
-        context.add_closer("per-cell memory watch", watcher.stop)
-    return watcher
+        return watcher
+
+    return context.resource(_WATCH, create, CellWatcher.stop)
 
 
 def get_watcher(context: KernelContext) -> CellWatcher | None:
-    return _WATCHERS.get(context)
+    watcher: CellWatcher | None = context.find(_WATCH)
+    return watcher
