@@ -31,6 +31,7 @@ from jupyter_agentmem.stores.redis import RedisStore, public_url
 
 from . import redis_server as server_helper
 from .redis_server import RedisServer, free_port
+from .strategies import messages
 
 pytestmark = pytest.mark.redis
 redis_server = server_helper.redis_server  # the module-scoped fixture
@@ -110,22 +111,6 @@ def manager(store: RedisStore, **kwargs: Any) -> SessionManager:
 
 
 # ------------------------------------------------------------------ round trips
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
-    max_leaves=12,
-)
-messages = st.lists(
-    st.fixed_dictionaries(
-        {"role": st.sampled_from(["user", "assistant", "tool"]), "content": json_values},
-        optional={"name": st.text(max_size=10), "extra": json_values},
-    ),
-    max_size=6,
-)
 session_ids = st.text(min_size=1, max_size=30) | st.sampled_from(TRICKY_IDS)
 
 

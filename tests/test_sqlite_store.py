@@ -16,24 +16,8 @@ from jupyter_agentmem.errors import SessionConflictError, StoreCorruptError
 from jupyter_agentmem.stores import MemoryStore, SQLiteStore, open_store
 from jupyter_agentmem.stores.sqlite import MIGRATIONS
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
-    max_leaves=12,
-)
-messages = st.lists(
-    st.fixed_dictionaries(
-        {"role": st.sampled_from(["user", "assistant", "tool"])},
-        optional={"content": json_values, "name": st.text(max_size=10)},
-    ),
-    max_size=6,
-)
+from .strategies import messages
+
 session_ids = st.text(min_size=1, max_size=40).filter(lambda s: "\x00" not in s)
 
 
