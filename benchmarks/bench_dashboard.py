@@ -19,10 +19,10 @@ import sys
 import time
 from collections.abc import Callable
 
-from jupyter_agentmem.config import AgentMem
-from jupyter_agentmem.dashboard import MemoryDashboard, kernel_snapshot
-from jupyter_agentmem.extension import KernelContext
-from jupyter_agentmem.monitor import MemoryMonitor
+from jupyter_agentmem.agent.settings import AgentMem
+from jupyter_agentmem.notebook.extension import KernelContext
+from jupyter_agentmem.watch.dashboard import MemoryDashboard, kernel_snapshot
+from jupyter_agentmem.watch.monitor import MemoryMonitor
 
 MiB = 2**20
 

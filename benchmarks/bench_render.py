@@ -22,9 +22,9 @@ from typing import Any
 import openai
 
 from jupyter_agentmem import Agent, SessionManager
-from jupyter_agentmem.config import AgentMem
-from jupyter_agentmem.llm import stream_chat
-from jupyter_agentmem.render import CellRenderer
+from jupyter_agentmem.agent.settings import AgentMem
+from jupyter_agentmem.model.adapter import stream_chat
+from jupyter_agentmem.notebook.render import CellRenderer
 from jupyter_agentmem.stores import MemoryStore
 from jupyter_agentmem.testing import FakeModelServer
 

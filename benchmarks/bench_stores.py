@@ -42,12 +42,12 @@ from typing import Any
 
 import redis
 
-from jupyter_agentmem.sessions import SessionManager
-from jupyter_agentmem.state import ConversationState
+from jupyter_agentmem.memory.manager import SessionManager
+from jupyter_agentmem.memory.state import ConversationState
+from jupyter_agentmem.memory.summarize import ExtractiveSummarizer
 from jupyter_agentmem.stores import SQLiteStore
 from jupyter_agentmem.stores.base import SessionStore
 from jupyter_agentmem.stores.redis import RedisStore
-from jupyter_agentmem.summarize import ExtractiveSummarizer
 from tests.redis_server import INSTALL_HINT, RedisServer, find_redis_server
 from tests.workload import turn_messages
 
@@ -57,7 +57,7 @@ GiB = 1024**3
 def build_document(turns: int = 50) -> dict[str, Any]:
     """One realistic session document (``ConversationState.to_dict()``)."""
     state = ConversationState("template", summarizer=ExtractiveSummarizer())
-    truncate = importlib.util.find_spec("jupyter_agentmem.truncate") is not None
+    truncate = importlib.util.find_spec("jupyter_agentmem.memory.truncate") is not None
     for turn in range(turns):
         for message in turn_messages(turn, None if truncate else "x" * 2000):
             if message["role"] == "tool" and truncate:

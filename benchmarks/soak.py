@@ -45,12 +45,12 @@ from dataclasses import dataclass
 
 import psutil
 
-from jupyter_agentmem.agent import Agent
-from jupyter_agentmem.config import AgentMem
-from jupyter_agentmem.sessions import SessionManager
+from jupyter_agentmem.agent.chat import Agent
+from jupyter_agentmem.agent.settings import AgentMem
+from jupyter_agentmem.memory.manager import SessionManager
+from jupyter_agentmem.model.tools import ToolRegistry
 from jupyter_agentmem.stores import SQLiteStore
 from jupyter_agentmem.testing import FakeModelServer
-from jupyter_agentmem.tools import ToolRegistry
 
 from . import workload
 

@@ -17,7 +17,7 @@ CONFIG_START, CONFIG_END = "<!-- config:start -->", "<!-- config:end -->"
 
 
 def render_config() -> str:
-    from jupyter_agentmem.config import AgentMem
+    from jupyter_agentmem.agent.settings import AgentMem
 
     config = AgentMem()
     rows = ["| trait | default | meaning |", "|---|---|---|"]
@@ -28,8 +28,8 @@ def render_config() -> str:
 
 
 def render() -> str:
-    from jupyter_agentmem.magics import AgentMagics
-    from jupyter_agentmem.memory_magics import MemoryMagics
+    from jupyter_agentmem.notebook.magics import AgentMagics
+    from jupyter_agentmem.notebook.memory_magics import MemoryMagics
 
     blocks = []
     for title, method in (

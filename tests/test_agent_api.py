@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from jupyter_agentmem import Agent, ModelError, SessionManager
-from jupyter_agentmem.agent import INTERRUPTED, ToolResult
-from jupyter_agentmem.config import AgentMem
-from jupyter_agentmem.llm import TextDelta
+from jupyter_agentmem.agent.chat import INTERRUPTED, ToolResult
+from jupyter_agentmem.agent.settings import AgentMem
+from jupyter_agentmem.model.adapter import TextDelta
+from jupyter_agentmem.model.tools import ToolRegistry
 from jupyter_agentmem.stores import MemoryStore
 from jupyter_agentmem.testing import FakeModelServer
-from jupyter_agentmem.tools import ToolRegistry
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ def kernel(server: FakeModelServer, tmp_path_factory: pytest.TempPathFactory) ->
         textwrap.dedent(
             """
             %load_ext jupyter_agentmem
-            from jupyter_agentmem.extension import get_context
+            from jupyter_agentmem.notebook.extension import get_context
             ctx = get_context()
             ctx.config.max_retries = 0
             ctx.config.timeout = 3.0

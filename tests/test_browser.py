@@ -42,7 +42,7 @@ CHROMIUM_ARGS = [
 ]
 CELLS = [
     "%load_ext jupyter_agentmem\n"
-    "from jupyter_agentmem.extension import get_context\n"
+    "from jupyter_agentmem.notebook.extension import get_context\n"
     "for i in range(12):\n"
     "    get_context().manager.get_or_create(f'analysis-{i}').add_message(\n"
     "        {'role': 'user', 'content': 'summarise the sales table ' * (i + 1)})\n"
@@ -65,7 +65,7 @@ def free_port() -> int:
 AGENT_CELLS = [
     "%load_ext jupyter_agentmem\n"
     "from jupyter_agentmem import agent_tool\n"
-    "from jupyter_agentmem.extension import get_context\n"
+    "from jupyter_agentmem.notebook.extension import get_context\n"
     "get_context().config.demo_delay = 0.06  # slow enough to watch the stream\n"
     "SALES = [{'region': r, 'units': 10 * i} for i, r in enumerate(['north', 'south', 'east'])]\n"
     "\n"

@@ -18,7 +18,13 @@ from typing import Any
 import openai
 import pytest
 
-from jupyter_agentmem.llm import Event, TextDelta, describe_error, make_client, stream_chat
+from jupyter_agentmem.model.adapter import (
+    Event,
+    TextDelta,
+    describe_error,
+    make_client,
+    stream_chat,
+)
 from jupyter_agentmem.testing import Cassette, CassetteError, FakeModelServer, request_key
 
 KEY = "sk-cassette-secret-0123456789abcdef"

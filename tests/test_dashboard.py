@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from ipywidgets import Widget
 
-from jupyter_agentmem import extension
-from jupyter_agentmem.config import AgentMem
-from jupyter_agentmem.dashboard import (
+from jupyter_agentmem.agent.settings import AgentMem
+from jupyter_agentmem.notebook import extension
+from jupyter_agentmem.watch.dashboard import (
     DashboardActions,
     MemoryDashboard,
     format_text,
@@ -21,7 +21,7 @@ from jupyter_agentmem.dashboard import (
     kernel_snapshot,
     open_dashboard,
 )
-from jupyter_agentmem.watch import DashboardTicker, ticker_for
+from jupyter_agentmem.watch.ticker import DashboardTicker, ticker_for
 
 MiB = 2**20
 THREAD = DashboardTicker.THREAD_NAME
@@ -215,7 +215,7 @@ def test_snapshot_failure_is_shown_and_logged_once(caplog: pytest.LogCaptureFixt
         return fake_snapshot()
 
     dash = MemoryDashboard(snapshot)
-    with caplog.at_level(logging.WARNING, logger="jupyter_agentmem.dashboard"):
+    with caplog.at_level(logging.WARNING, logger="jupyter_agentmem.watch.dashboard"):
         for _ in range(3):
             dash.refresh()  # never raises
     assert "refresh failed: RuntimeError: store &lt;down&gt;" in dash.header.value
@@ -371,7 +371,7 @@ def test_terminal_fallback_prints_text(
 ) -> None:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from jupyter_agentmem.memory_magics import MemoryMagics
+    from jupyter_agentmem.notebook.memory_magics import MemoryMagics
 
     shell = InteractiveShell.instance()
     assert not has_widget_frontend(shell) and not has_widget_frontend(None)

@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
-from jupyter_agentmem import extension
-from jupyter_agentmem.config import AgentMem
-from jupyter_agentmem.guard import (
+from jupyter_agentmem.agent.settings import AgentMem
+from jupyter_agentmem.memory.manager import SessionManager
+from jupyter_agentmem.notebook import extension
+from jupyter_agentmem.stores import MemoryStore
+from jupyter_agentmem.watch.guard import (
     MemoryGuard,
     Notices,
     describe_guard,
@@ -24,8 +26,6 @@ from jupyter_agentmem.guard import (
     install_guard,
     install_notices,
 )
-from jupyter_agentmem.sessions import SessionManager
-from jupyter_agentmem.stores import MemoryStore
 
 THREAD = MemoryGuard.THREAD_NAME
 
@@ -196,7 +196,7 @@ def test_warnings_from_background_threads_wait_for_the_cell(
     shell_context: extension.KernelContext, capsys: pytest.CaptureFixture[str]
 ) -> None:
     notices = install_notices(shell_context)
-    logger = logging.getLogger("jupyter_agentmem.monitor")
+    logger = logging.getLogger("jupyter_agentmem.watch.monitor")
     thread = threading.Thread(target=lambda: logger.warning("kernel memory ok -> critical"))
     thread.start()
     thread.join()
@@ -249,8 +249,8 @@ def test_guard_in_a_real_kernel_when_mem_limit_drops(tmp_path: Path) -> None:
             %load_ext jupyter_agentmem
             %agent_memory config max_recent=1000 max_recent_bytes=268435456 guard_interval=0.2
             import os, psutil
-            from jupyter_agentmem.extension import get_context
-            from jupyter_agentmem.guard import install_guard
+            from jupyter_agentmem.notebook.extension import get_context
+            from jupyter_agentmem.watch.guard import install_guard
             ctx = get_context()
             guard = install_guard(ctx)
             for i in range(40):  # ~40 MiB of conversation held in memory

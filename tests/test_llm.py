@@ -12,7 +12,7 @@ from typing import Any
 import openai
 import pytest
 
-from jupyter_agentmem.llm import (
+from jupyter_agentmem.model.adapter import (
     Event,
     Finish,
     MalformedStreamError,

@@ -14,9 +14,10 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from jupyter_agentmem import extension, watch
-from jupyter_agentmem.config import AgentMem
-from jupyter_agentmem.memory_magics import SUBCOMMANDS, set_config
+from jupyter_agentmem.agent.settings import AgentMem
+from jupyter_agentmem.notebook import extension
+from jupyter_agentmem.notebook.memory_magics import SUBCOMMANDS, set_config
+from jupyter_agentmem.watch import ticker as watch
 
 MiB = 2**20
 
@@ -325,7 +326,7 @@ def test_agent_memory_in_a_real_kernel(tmp_path: Path) -> None:
             kernel,
             textwrap.dedent("""
             %load_ext jupyter_agentmem
-            from jupyter_agentmem.extension import get_context
+            from jupyter_agentmem.notebook.extension import get_context
             get_context().manager.get_or_create("k1").add_message({"role": "user", "content": "hi"})
         """),
         )

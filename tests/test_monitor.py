@@ -14,13 +14,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jupyter_agentmem import monitor as monitor_mod
-from jupyter_agentmem.monitor import MemoryLimit, MemoryMonitor, parse_size, read_memory_limit
+from jupyter_agentmem.watch import monitor as monitor_mod
+from jupyter_agentmem.watch.monitor import MemoryLimit, MemoryMonitor, parse_size, read_memory_limit
 
 GiB = 2**30
 MiB = 2**20
 RAM = 64 * GiB  # injected physical RAM so results do not depend on this machine
-LOGGER = "jupyter_agentmem.monitor"
+LOGGER = "jupyter_agentmem.watch.monitor"
 
 
 def write(path: Path, text: str) -> Path:

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from jupyter_agentmem.prompt import PromptError, describe_value, interpolate
+from jupyter_agentmem.model.prompt import PromptError, describe_value, interpolate
 
 
 class FakeFrame:

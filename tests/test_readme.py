@@ -32,7 +32,7 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 
 def test_every_config_trait_is_documented() -> None:
-    from jupyter_agentmem.config import AgentMem
+    from jupyter_agentmem.agent.settings import AgentMem
 
     for name in AgentMem().settable():
         assert f"`{name}`" in README, f"c.AgentMem.{name} is not in the README"

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jupyter_agentmem.errors import SessionConflictError, StoreCorruptError, StoreError
-from jupyter_agentmem.sessions import SessionManager
+from jupyter_agentmem.memory.manager import SessionManager
 from jupyter_agentmem.stores import SessionStore, open_store
 from jupyter_agentmem.stores.redis import RedisStore, public_url
 
@@ -264,7 +264,7 @@ def test_killed_server_keeps_sessions_in_memory_and_loses_nothing_after_restart(
     add("s0", 3)
     add("s1", 3)
     server.stop(kill=True)
-    caplog.set_level(logging.WARNING, logger="jupyter_agentmem.sessions")
+    caplog.set_level(logging.WARNING, logger="jupyter_agentmem.memory.manager")
     for _ in range(6):  # both sessions grow past the byte budget: eviction must fail
         add("s0", 1, size=8000)
         add("s1", 1, size=8000)
@@ -366,7 +366,7 @@ def test_corrupt_values_fail_only_their_own_session(
 # -------------------------------------------------------------- sharing sessions
 PROCESS_B = """
 import json, sys
-from jupyter_agentmem.sessions import SessionManager
+from jupyter_agentmem.memory.manager import SessionManager
 from jupyter_agentmem.stores.redis import RedisStore
 
 store = RedisStore(sys.argv[1], prefix=sys.argv[2])

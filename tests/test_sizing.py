@@ -10,7 +10,7 @@ import pytest
 
 from jupyter_agentmem import ConversationState, ExtractiveSummarizer
 from jupyter_agentmem.errors import InvalidMessageError
-from jupyter_agentmem.sizing import json_size, message_size
+from jupyter_agentmem.memory.sizing import json_size, message_size
 
 from .workload import turn_messages
 

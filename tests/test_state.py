@@ -11,7 +11,7 @@ import pytest
 
 from jupyter_agentmem import ConversationState, ExtractiveSummarizer, StatePolicy
 from jupyter_agentmem.errors import InvalidMessageError, StoreCorruptError, SummarizerError
-from jupyter_agentmem.summarize import SUMMARY_PREFIX, Summarizer
+from jupyter_agentmem.memory.summarize import SUMMARY_PREFIX, Summarizer
 
 from .workload import turn_messages
 

@@ -10,7 +10,7 @@ import pytest
 
 from jupyter_agentmem import ConversationState
 from jupyter_agentmem.errors import SummarizerError
-from jupyter_agentmem.summarize import ExtractiveSummarizer, LLMSummarizer
+from jupyter_agentmem.memory.summarize import ExtractiveSummarizer, LLMSummarizer
 from jupyter_agentmem.testing import FakeModelServer
 
 from .workload import turn_messages

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jupyter_agentmem.truncate import ToolOutputTruncator, TruncationResult
+from jupyter_agentmem.memory.truncate import ToolOutputTruncator, TruncationResult
 
 BUDGETS = [64, 100, 500, 2000]
 

@@ -202,7 +202,7 @@ def speed(name: str, sessions: int, turns: int, repeats: int, **kw: Any) -> dict
 def bare_add_message(sessions: int, rounds: int, repeats: int) -> float:
     """``add_message`` alone on live sessions (defaults, inline compaction included),
     tool contents already truncated to 2,000 chars: the engine's own overhead."""
-    from jupyter_agentmem.sessions import SessionManager
+    from jupyter_agentmem.memory.manager import SessionManager
     from jupyter_agentmem.stores import MemoryStore
 
     turn = [

@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from jupyter_agentmem.sessions import SessionManager
+from jupyter_agentmem.memory.manager import SessionManager
+from jupyter_agentmem.memory.truncate import ToolOutputTruncator
 from jupyter_agentmem.stores import MemoryStore, SQLiteStore
-from jupyter_agentmem.truncate import ToolOutputTruncator
 
 from .base import ListPeer, Message
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import threading
 
-from ..errors import SessionConflictError
+from jupyter_agentmem.errors import SessionConflictError
+
 from .base import SessionData
 
 

@@ -41,7 +41,8 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ..errors import SessionConflictError, StoreCorruptError, StoreError
+from jupyter_agentmem.errors import SessionConflictError, StoreCorruptError, StoreError
+
 from .base import SessionData
 
 try:

@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from ..errors import SessionConflictError, StoreCorruptError, StoreError
+from jupyter_agentmem.errors import SessionConflictError, StoreCorruptError, StoreError
+
 from .base import SessionData
 
 APPLICATION_ID = 0x41474D45  # "AGME": marks the file as ours in its SQLite header

@@ -25,7 +25,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import AgentMemError
+from jupyter_agentmem.errors import AgentMemError
+
 from .demo import content_text
 
 __all__ = [

@@ -19,7 +19,7 @@ import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .errors import AgentMemError
+from jupyter_agentmem.errors import AgentMemError
 
 MAX_TOOLS = 128
 _SIMPLE = {str: "string", int: "integer", float: "number", bool: "boolean"}

@@ -15,15 +15,15 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from .config import AgentMem
-from .errors import AgentMemError
+from jupyter_agentmem.agent.settings import AgentMem
+from jupyter_agentmem.errors import AgentMemError
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from .agent import Agent
-    from .monitor import MemoryMonitor
-    from .sessions import SessionManager
+    from jupyter_agentmem.agent.chat import Agent
+    from jupyter_agentmem.memory.manager import SessionManager
+    from jupyter_agentmem.watch.monitor import MemoryMonitor
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,9 @@ class KernelContext:
     """Everything the extension owns in one kernel."""
 
     def __init__(self, shell: InteractiveShell | None, config: AgentMem) -> None:
-        from .monitor import MemoryMonitor
-        from .sessions import SessionManager
-        from .stores import open_store
+        from jupyter_agentmem.memory.manager import SessionManager
+        from jupyter_agentmem.stores import open_store
+        from jupyter_agentmem.watch.monitor import MemoryMonitor
 
         self.shell = shell
         self.config = config
@@ -122,7 +122,7 @@ class KernelContext:
         """The kernel's Agent, built on first use (imports openai only then)."""
         with self._lock:
             if self._agent is None:
-                from .agent import Agent
+                from jupyter_agentmem.agent.chat import Agent
 
                 self._agent = Agent(self.manager, self.config)
                 self.add_closer("agent", self._agent.close)
@@ -132,7 +132,7 @@ class KernelContext:
         """Open the store at ``url`` and move every session there (see
         ``SessionManager.replace_store``); a bad URL or unreachable server raises
         before anything changes. Returns how many persisted sessions were copied."""
-        from .stores import open_store
+        from jupyter_agentmem.stores import open_store
 
         store = open_store(url or None)
         return self.manager.replace_store(store)
@@ -189,7 +189,7 @@ def load(shell: InteractiveShell | None, config: AgentMem | None = None) -> Kern
 
         register_magics(shell, context)
         if config.memory_guard:
-            from .guard import install_guard
+            from jupyter_agentmem.watch.guard import install_guard
 
             install_guard(context)
     atexit.register(_at_exit)

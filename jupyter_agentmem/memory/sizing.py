@@ -15,7 +15,7 @@ import math
 import sys
 from typing import Any
 
-from .errors import InvalidMessageError
+from jupyter_agentmem.errors import InvalidMessageError
 
 _getsizeof = sys.getsizeof
 # Strings that appear as keys or roles in nearly every message are interned or

@@ -30,7 +30,7 @@ from typing import Any
 
 import psutil
 
-logger = logging.getLogger("jupyter_agentmem.monitor")
+logger = logging.getLogger("jupyter_agentmem.watch.monitor")
 
 Snapshot = dict[str, Any]
 """One check: JSON-friendly values only (int, float, str, bool, None)."""

@@ -26,8 +26,8 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 if TYPE_CHECKING:
-    from .config import AgentMem
-    from .extension import KernelContext
+    from jupyter_agentmem.agent.settings import AgentMem
+    from jupyter_agentmem.notebook.extension import KernelContext
 
 log = logging.getLogger(__name__)
 PACKAGE_LOGGER = "jupyter_agentmem"

@@ -2,7 +2,7 @@
 
 The Magics class only parses (``magic_arguments`` for the generated help and a
 one-line ``UsageError`` for any bad input) and delegates to plain functions
-that take the :class:`~jupyter_agentmem.extension.KernelContext`, so every
+that take the :class:`~jupyter_agentmem.notebook.extension.KernelContext`, so every
 sub-command is testable without a shell and usable from Python.
 """
 
@@ -20,8 +20,8 @@ from IPython.core import magic_arguments as _ma
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 
-from .dashboard import fmt_bytes, format_text, html_table, text_table
-from .errors import AgentMemError
+from jupyter_agentmem.errors import AgentMemError
+from jupyter_agentmem.watch.dashboard import fmt_bytes, format_text, html_table, text_table
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -59,8 +59,8 @@ def show_table(title: str, headers: tuple[str, ...], rows: list[Row]) -> None:
 # --------------------------------------------------------------- plain functions
 def stats(context: KernelContext) -> dict[str, Any]:
     """Memory (vs the real limit), manager counters and guard/watch state, as one dict."""
-    from .guard import describe_guard
-    from .watch import get_watcher
+    from jupyter_agentmem.watch.guard import describe_guard
+    from jupyter_agentmem.watch.ticker import get_watcher
 
     return {
         "memory": context.monitor.check(),
@@ -102,7 +102,7 @@ def compact(context: KernelContext, session_id: str | None = None) -> int:
     state = manager.get(session_id)
     if state is None:
         raise MemoryCommandError(f"no session {session_id!r}: `%agent_memory sessions` lists them")
-    from .summarize import ExtractiveSummarizer
+    from jupyter_agentmem.memory.summarize import ExtractiveSummarizer
 
     return int(state.compact(manager.policy.summarizer or ExtractiveSummarizer()))
 
@@ -115,7 +115,7 @@ def apply_limits(
     mem_limit: str | None = None,
 ) -> dict[str, Any]:
     """Change budgets on the live manager and the config, and ``MEM_LIMIT``; all or nothing."""
-    from .monitor import parse_size, read_memory_limit
+    from jupyter_agentmem.watch.monitor import parse_size, read_memory_limit
 
     values: dict[str, Any] = {"max_sessions": max_sessions, "max_recent": max_recent}
     try:
@@ -167,7 +167,7 @@ def set_config(context: KernelContext, assignments: list[str]) -> dict[str, Any]
 
 def set_values(context: KernelContext, values: dict[str, Any]) -> dict[str, Any]:
     """Validate typed values on a scratch config, then set them and apply them live."""
-    from .config import AgentMem
+    from jupyter_agentmem.agent.settings import AgentMem
 
     config = context.config
     for key, value in values.items():
@@ -202,7 +202,7 @@ def _apply_live(context: KernelContext, values: dict[str, Any]) -> None:
     monitor.warning_pct = float(context.config.warning_pct)
     monitor.critical_pct = float(context.config.critical_pct)
     if values.get("memory_guard"):
-        from .guard import install_guard
+        from jupyter_agentmem.watch.guard import install_guard
 
         install_guard(context)
     manager.enforce_budget()
@@ -330,7 +330,11 @@ class MemoryMagics(Magics):
         return self.shell.user_ns if self.shell is not None else {}
 
     def _do_dashboard(self, ctx: KernelContext, sub: Any, args: Any) -> None:
-        from .dashboard import has_widget_frontend, kernel_snapshot, open_dashboard
+        from jupyter_agentmem.watch.dashboard import (
+            has_widget_frontend,
+            kernel_snapshot,
+            open_dashboard,
+        )
 
         args.interval = args.interval if sub.interval is None else sub.interval
         args.top = args.top if sub.top is None else sub.top
@@ -414,7 +418,7 @@ class MemoryMagics(Magics):
             )
 
     def _do_watch(self, ctx: KernelContext, sub: Any, _args: Any) -> None:
-        from .watch import get_watcher, history, set_watch
+        from jupyter_agentmem.watch.ticker import get_watcher, history, set_watch
 
         if sub.state is not None:
             set_watch(ctx, sub.state == "on", self.shell)

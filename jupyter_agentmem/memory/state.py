@@ -6,7 +6,7 @@ O(1); compaction triggers on message count, bytes *and* tokens, folds the
 oldest messages into a summary that is itself bounded, and never separates an
 assistant's ``tool_calls`` from the ``tool`` results that answer them.
 
-A state may be owned by a :class:`~jupyter_agentmem.sessions.SessionManager`.
+A state may be owned by a :class:`~jupyter_agentmem.memory.manager.SessionManager`.
 The manager can *evict* it: its content goes to a store and the object becomes
 hollow. Any later use of the same object (``add_message``, ``get_context`` ...)
 transparently restores it, so a reference held in a notebook variable never
@@ -28,7 +28,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import InvalidMessageError, StoreCorruptError, SummarizerError
+from jupyter_agentmem.errors import InvalidMessageError, StoreCorruptError, SummarizerError
+
 from .sizing import message_size, text_size
 from .summarize import SUMMARY_PREFIX, Summarizer, message_text
 

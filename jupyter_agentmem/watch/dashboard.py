@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from .watch import DashboardTicker, ticker_for
+from .ticker import DashboardTicker, ticker_for
 
 if TYPE_CHECKING:
-    from .extension import KernelContext
+    from jupyter_agentmem.notebook.extension import KernelContext
 
 log = logging.getLogger(__name__)
 

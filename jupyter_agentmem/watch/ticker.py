@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from .extension import KernelContext
+    from jupyter_agentmem.notebook.extension import KernelContext
 
 MiB = 1024 * 1024
 

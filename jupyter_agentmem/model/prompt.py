@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import AgentMemError
+from jupyter_agentmem.errors import AgentMemError
 
 _FIELD = re.compile(
     r"\{\{|\}\}|\{(?P<ref>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[[^\[\]{}]+\])*)"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .agent import DEMO_NOTICE, ModelError
+from jupyter_agentmem.agent.chat import DEMO_NOTICE, ModelError
+
 from .render import AgentAnswer, CellRenderer
 
 if TYPE_CHECKING:

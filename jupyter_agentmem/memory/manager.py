@@ -23,9 +23,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import SessionConflictError, StoreCorruptError, StoreError
+from jupyter_agentmem.errors import SessionConflictError, StoreCorruptError, StoreError
+from jupyter_agentmem.stores.base import SessionData, SessionStore
+
 from .state import ConversationState, StatePolicy, merge_documents
-from .stores.base import SessionData, SessionStore
 from .summarize import ExtractiveSummarizer, Summarizer
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ class SessionManager:
         if idle_timeout is not None and idle_timeout <= 0:
             raise ValueError("idle_timeout must be positive seconds, or None to disable it")
         if store is None:
-            from .stores import open_store
+            from jupyter_agentmem.stores import open_store
 
             store = open_store(None)
         self.store = store

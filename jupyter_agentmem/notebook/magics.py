@@ -1,7 +1,7 @@
 """The ``%%agent`` cell magic: parse, interpolate, delegate. Nothing else lives here.
 
-The turn itself is :class:`~jupyter_agentmem.agent.Agent` (no IPython in it) and
-the cell output is :class:`~jupyter_agentmem.render.CellRenderer`.
+The turn itself is :class:`~jupyter_agentmem.agent.chat.Agent` (no IPython in it) and
+the cell output is :class:`~jupyter_agentmem.notebook.render.CellRenderer`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from .prompt import interpolate
+from jupyter_agentmem.model.prompt import interpolate
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell

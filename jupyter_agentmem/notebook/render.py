@@ -19,8 +19,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .agent import Response, ToolResult, TurnEvent
-from .llm import TextDelta
+from jupyter_agentmem.agent.chat import Response, ToolResult, TurnEvent
+from jupyter_agentmem.model.adapter import TextDelta
 
 Bundle = dict[str, str]
 _FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.S)

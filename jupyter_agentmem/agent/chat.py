@@ -22,14 +22,22 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import AgentMem, Endpoint
-from .errors import AgentMemError
-from .llm import Event, Finish, TextDelta, ToolCall, Usage, describe_error
-from .sessions import SessionManager
-from .state import ConversationState
-from .summarize import LLMSummarizer, Summarizer
-from .tools import Tool, ToolOutcome, ToolRegistry, acall_tool, call_tool, default_registry
-from .truncate import ToolOutputTruncator
+from jupyter_agentmem.errors import AgentMemError
+from jupyter_agentmem.memory.manager import SessionManager
+from jupyter_agentmem.memory.state import ConversationState
+from jupyter_agentmem.memory.summarize import LLMSummarizer, Summarizer
+from jupyter_agentmem.memory.truncate import ToolOutputTruncator
+from jupyter_agentmem.model.adapter import Event, Finish, TextDelta, ToolCall, Usage, describe_error
+from jupyter_agentmem.model.tools import (
+    Tool,
+    ToolOutcome,
+    ToolRegistry,
+    acall_tool,
+    call_tool,
+    default_registry,
+)
+
+from .settings import AgentMem, Endpoint
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +219,7 @@ class Agent:
         if endpoint.is_demo:
             with self._lock:
                 if self._demo is None:
-                    from .testing import FakeModelServer
+                    from jupyter_agentmem.testing import FakeModelServer
 
                     self._demo = FakeModelServer(demo_delay=self.config.demo_delay).start()
                 return str(self._demo.base_url)
@@ -219,7 +227,7 @@ class Agent:
 
     def _client(self, endpoint: Endpoint, asynchronous: bool = False) -> Any:
         """A cached SDK client per endpoint and key (the key itself is never kept here)."""
-        from .llm import make_async_client, make_client
+        from jupyter_agentmem.model.adapter import make_async_client, make_client
 
         base_url = self._base_url(endpoint)
         key = None if endpoint.is_demo else os.environ.get(self.config.api_key_env) or None
@@ -444,7 +452,7 @@ class Agent:
 
     def _run(self, response: Response) -> Generator[TurnEvent, None, None]:
         """The sync turn: stream, run tools, repeat up to ``max_tool_rounds``, commit."""
-        from .llm import stream_chat
+        from jupyter_agentmem.model.adapter import stream_chat
 
         started = time.perf_counter()
         turn, endpoint, tools, settings = self._prepare(response)
@@ -477,7 +485,7 @@ class Agent:
 
     async def _arun(self, response: Response) -> AsyncIterator[TurnEvent]:
         """Async twin of :meth:`_run` (same events, same commit rules)."""
-        from .llm import astream_chat
+        from jupyter_agentmem.model.adapter import astream_chat
 
         started = time.perf_counter()
         turn, endpoint, tools, settings = await asyncio.to_thread(self._prepare, response)

@@ -27,7 +27,7 @@ from typing import Any, cast
 
 import openai
 
-from .errors import AgentMemError
+from jupyter_agentmem.errors import AgentMemError
 
 __all__ = [
     "Event",

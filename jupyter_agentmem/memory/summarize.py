@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import SummarizerError
+from jupyter_agentmem.errors import SummarizerError
 
 Message = dict[str, Any]
 
