@@ -110,6 +110,39 @@ def _describe_connection(exc: BaseException, request: Any, secrets: Sequence[str
     )
 
 
+def _describe_status(exc: openai.APIStatusError, request: Any, secrets: Sequence[str]) -> str:
+    """An HTTP error status from the server, with what to do about it."""
+    said = _redact(_server_message(exc), secrets)[:300]
+    model = _model_of(request)
+    status = exc.status_code
+    if exc.code == "cassette_miss":  # replay server: its message names request and file
+        return f"Replay cassette has no answer ({status}): {said}"
+    if status == 401:
+        return (
+            "The API key was rejected (401): check OPENAI_API_KEY (or the key you "
+            f"configured) and that base_url is the provider it belongs to. Server said: {said}"
+        )
+    if status == 403:
+        return f"Access denied (403) for this key or model: {said}"
+    if status == 404:
+        return (
+            f"Not found (404): unknown model {model!r} or wrong base_url "
+            f"({_base_url_of(request)}); check `%agent_memory config model=... "
+            f"base_url=...`. Server said: {said}"
+        )
+    if status == 429:
+        return (
+            f"Rate limited (429) after {_retries(exc)} retries: wait a minute and try "
+            f"again, or check your plan's rate limits. Server said: {said}"
+        )
+    if status >= 500:
+        return (
+            f"The model server failed ({status}) after {_retries(exc)} retries: try again "
+            f"later. Server said: {said}"
+        )
+    return f"The model server refused the request ({status}): {said}"
+
+
 def describe_error(exc: BaseException, *, api_key: str | None = None) -> str:
     """One line saying what went wrong and what to do next; never contains the API key.
 
@@ -134,35 +167,7 @@ def describe_error(exc: BaseException, *, api_key: str | None = None) -> str:
     if isinstance(exc, openai.APIConnectionError):
         return _describe_connection(exc, request, secrets)
     if isinstance(exc, openai.APIStatusError):
-        said = _redact(_server_message(exc), secrets)[:300]
-        model = _model_of(request)
-        status = exc.status_code
-        if exc.code == "cassette_miss":  # replay server: its message names request and file
-            return f"Replay cassette has no answer ({status}): {said}"
-        if status == 401:
-            return (
-                "The API key was rejected (401): check OPENAI_API_KEY (or the key you "
-                f"configured) and that base_url is the provider it belongs to. Server said: {said}"
-            )
-        if status == 403:
-            return f"Access denied (403) for this key or model: {said}"
-        if status == 404:
-            return (
-                f"Not found (404): unknown model {model!r} or wrong base_url "
-                f"({_base_url_of(request)}); check `%agent_memory config model=... "
-                f"base_url=...`. Server said: {said}"
-            )
-        if status == 429:
-            return (
-                f"Rate limited (429) after {_retries(exc)} retries: wait a minute and try "
-                f"again, or check your plan's rate limits. Server said: {said}"
-            )
-        if status >= 500:
-            return (
-                f"The model server failed ({status}) after {_retries(exc)} retries: try again "
-                f"later. Server said: {said}"
-            )
-        return f"The model server refused the request ({status}): {said}"
+        return _describe_status(exc, request, secrets)
     text = str(exc)
     if isinstance(exc, openai.OpenAIError) and ("api_key" in text.lower() or "credentials" in text):
         return NO_KEY_HINT
