@@ -236,3 +236,15 @@ def test_a_tool_error_goes_through_the_truncator(agent: Agent, server: FakeModel
     assert len(json.dumps(sent)) < 4 * limit
     stored = agent.manager.get_or_create("boom").recent_messages
     assert stored[2]["role"] == "tool" and len(stored[2]["content"]) <= limit
+
+
+def test_invalid_arguments_go_back_to_the_model(agent: Agent, server: FakeModelServer) -> None:
+    server.enqueue_tool_calls([{"name": "add", "arguments": {"a": "two", "b": 1}}])
+    server.enqueue_text("sorry")
+    response = agent.chat("add badly", session="invalid")
+    assert response.text == "sorry"
+    (result,) = response.tool_results
+    assert result.error is not None and "a: Input should be a valid integer" in result.error
+    tool_message = server.requests[-1]["messages"][-1]
+    assert tool_message["role"] == "tool"
+    assert tool_message["content"].startswith("Error: invalid arguments for add")
