@@ -248,3 +248,20 @@ def test_invalid_arguments_go_back_to_the_model(agent: Agent, server: FakeModelS
     tool_message = server.requests[-1]["messages"][-1]
     assert tool_message["role"] == "tool"
     assert tool_message["content"].startswith("Error: invalid arguments for add")
+
+
+def test_stopping_an_async_turn_early_stores_the_partial_answer(
+    agent: Agent, server: FakeModelServer
+) -> None:
+    server.enqueue_text("abcdefghij" * 50, chunk_size=5)
+
+    async def stop_after_three() -> list[str]:
+        events = agent.achat("long", session="ap").events()
+        seen = [(await events.__anext__()).text for _ in range(3)]  # type: ignore[union-attr]
+        await events.aclose()
+        return seen
+
+    seen = asyncio.run(stop_after_three())
+    stored = agent.manager.get_or_create("ap").recent_messages
+    assert stored[-1]["content"].startswith("".join(seen))
+    assert stored[-1]["content"].endswith(INTERRUPTED)

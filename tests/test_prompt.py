@@ -75,6 +75,7 @@ BYTE_FOR_BYTE = [
     "{x for x in range(3)} and {1, 2} and {{ jinja }} and {% if a %}",
     r"\frac{{a}}{b} \mathbb{R}^{n} x_{i}",
     '{"greeting": "{name}"}',
+    '{"template": "{{name}} and {{ name }}"}',
     '{"template": "Dear {customer.name}, see {items[0]}"}',
     "```python\nreturn {row}\n```",
     "[{unknown}, {other}]",
