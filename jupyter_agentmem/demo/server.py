@@ -44,9 +44,6 @@ class DemoServer:
     ``delay`` / ``chunk_size`` pace the streamed answer (realistic by default; use
     ``delay=0`` in tests). Subclasses choose another reply per request by
     overriding :meth:`next_reply` and extend :class:`ModelHandler` to serve it.
-
-    >>> with DemoServer() as srv:  # doctest: +SKIP
-    ...     client = openai.OpenAI(base_url=srv.base_url, api_key="demo")
     """
 
     def __init__(
@@ -231,13 +228,9 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
 
     def track_socket(self, sock: socket.socket | None, add: bool) -> None:
         """Remember (or forget) another socket a handler blocks on, so ``stop()`` cuts it too."""
-        if sock is None:
-            return
-        with self._live_lock:
-            if add:
-                self._extra_socks.add(sock)
-            else:
-                self._extra_socks.discard(sock)
+        if sock is not None:
+            with self._live_lock:
+                (self._extra_socks.add if add else self._extra_socks.discard)(sock)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         thread = threading.Thread(
