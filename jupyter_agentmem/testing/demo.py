@@ -2,24 +2,5 @@
 
 from __future__ import annotations
 
-from jupyter_agentmem.demo.reply import (
-    SUMMARY_PREFIX,
-    SWITCH_HINT,
-    DemoReply,
-    DemoToolCall,
-    content_text,
-    demo_reply,
-    estimate_tokens,
-    prompt_chars,
-)
-
-__all__ = [
-    "SUMMARY_PREFIX",
-    "SWITCH_HINT",
-    "DemoReply",
-    "DemoToolCall",
-    "content_text",
-    "demo_reply",
-    "estimate_tokens",
-    "prompt_chars",
-]
+from jupyter_agentmem.demo.reply import *  # noqa: F403
+from jupyter_agentmem.demo.reply import __all__ as __all__
