@@ -142,10 +142,10 @@ def test_large_documents_are_compressed_and_small_ones_are_plain_json(
     store.save("big", big)
     store.save("small", small)
     text = json.dumps(big, ensure_ascii=False, separators=(",", ":")).encode()
-    stored = raw.hget(f"{prefix}s:big", "data")
+    stored = raw.hget(store.doc_key("big"), "data")
     assert stored is not None and stored[:1] == b"z"
     assert len(stored) < len(text) / 5
-    plain = raw.hget(f"{prefix}s:small", "data")
+    plain = raw.hget(store.doc_key("small"), "data")
     assert plain == b"j" + json.dumps(small, separators=(",", ":")).encode()
     assert store.load("big") == big
     assert store.load("small") == small
@@ -169,7 +169,7 @@ def test_list_count_delete_with_glob_characters_in_ids(
     assert store.load("*") is None and contents(other.load("*")) == ["elsewhere"]
     assert store.count() == len(TRICKY_IDS) - 1
     # A key removed behind the store's back leaves the index when it is noticed.
-    raw.delete(f"{prefix}s:[ab]")
+    raw.delete(store.doc_key("[ab]"))
     assert "[ab]" not in store.list_ids()
     assert store.count() == len(TRICKY_IDS) - 2
     other.close()
@@ -220,7 +220,7 @@ def test_ttl_expires_idle_sessions_and_access_refreshes_it(
     store = RedisStore(server.url, prefix=prefix, ttl=1)
     store.save("kept", doc("kept", ["k"]))
     store.save("idle", doc("idle", ["i"]))
-    assert 0 < raw.pttl(f"{prefix}s:kept") <= 1000
+    assert 0 < raw.pttl(store.doc_key("kept")) <= 1000
     time.sleep(0.6)
     assert contents(store.load("kept")) == ["k"]  # pushes its expiry back
     time.sleep(0.6)
@@ -336,7 +336,7 @@ def test_corrupt_values_fail_only_their_own_session(
     store: RedisStore, raw: redis.Redis, prefix: str
 ) -> None:
     store.save("good", doc("good", ["fine"]))
-    raw.set(f"{prefix}s:string", b"\x80garbage")
+    raw.set(store.doc_key("string"), b"\x80garbage")
     bad_hashes: dict[str, tuple[int | str, bytes]] = {
         "notjson": (1, b"j{not json"),
         "badzlib": (1, b"z\x00\x01\x02"),
@@ -346,13 +346,13 @@ def test_corrupt_values_fail_only_their_own_session(
         "badutf8": (1, b"j\xff\xfe"),
     }
     for sid, (rev, data) in bad_hashes.items():
-        raw.hset(f"{prefix}s:{sid}", mapping={"rev": rev, "data": data})
+        raw.hset(store.doc_key(sid), mapping={"rev": rev, "data": data})
     for sid in ["string", *bad_hashes]:
         with pytest.raises(StoreCorruptError, match=repr(sid)):
             store.load(sid)
     with pytest.raises(StoreCorruptError, match="left untouched"):
         store.save("string", doc("string", ["x"], revision=1))
-    assert raw.get(f"{prefix}s:string") == b"\x80garbage"
+    assert raw.get(store.doc_key("string")) == b"\x80garbage"
     assert contents(store.load("good")) == ["fine"] and store.list_ids() == ["good"]
     mgr = manager(store)
     with pytest.raises(StoreCorruptError):
@@ -485,3 +485,39 @@ def test_two_managers_continuing_one_session_lose_no_turn(server: RedisServer, p
     check.close()
     for mgr in managers:
         mgr.close()
+
+
+# ------------------------------------------------------------- key layout v1 -> v2
+def test_keys_written_by_the_previous_layout_are_renamed_once_and_load(
+    server: RedisServer, raw: redis.Redis, prefix: str
+) -> None:
+    v1 = {"plain": "j", "a*b": "j", "{braced}": "j"}
+    for sid in v1:  # exactly what version 1 wrote: {prefix}s:<id>, hash of rev + data
+        body = json.dumps(doc(sid, [f"old {sid}"]), separators=(",", ":")).encode()
+        raw.hset(f"{prefix}s:{sid}".encode(), mapping={"rev": 3, "data": b"j" + body})
+        raw.zadd(f"{prefix}ids", {sid: float("inf")})
+    raw.set(f"{prefix}s:notahash", b"x")  # not ours to move
+    store = RedisStore(server.url, prefix=prefix)
+    for sid in v1:
+        loaded = store.load(sid)
+        assert loaded is not None and loaded["revision"] == 3
+        assert contents(loaded) == [f"old {sid}"]
+        assert raw.exists(f"{prefix}s:{sid}".encode()) == 0
+    assert store.load("braced") is None  # "{braced}" did not become "braced"
+    assert sorted(store.list_ids()) == sorted(v1) and store.revision("plain") == 3
+    assert raw.get(f"{prefix}s:notahash") == b"x"
+    store.save("plain", doc("plain", ["new"], revision=4))
+    raw.hset(f"{prefix}s:late", mapping={"rev": 1, "data": b"j{}"})
+    again = RedisStore(server.url, prefix=prefix)  # the marker: no second scan
+    assert again.load("late") is None and contents(again.load("plain")) == ["new"]
+    store.close()
+    again.close()
+
+
+def test_revision_reads_one_field(store: RedisStore, raw: redis.Redis) -> None:
+    assert store.revision("s") is None
+    store.save("s", doc("s", ["a"], revision=1))
+    assert store.revision("s") == 1
+    raw.hset(store.doc_key("s"), "rev", "x")
+    with pytest.raises(StoreCorruptError, match="'s'"):
+        store.revision("s")

@@ -39,7 +39,8 @@ def default_store_path() -> str:
 
 
 def open_store(url: str | None = None) -> SessionStore:
-    """A store from a URL: ``sqlite:///path``, ``redis://host:port/db``, ``memory://``.
+    """A store from a URL: ``sqlite:///path``, ``redis://host:port/db``, ``memory://``,
+    or ``redis+cluster://host:port`` (any node of a Redis Cluster).
 
     ``None`` or ``""`` gives the default SQLite file, so switching backends is a
     configuration change (``c.AgentMem.store_url``), not a code change.
@@ -50,12 +51,14 @@ def open_store(url: str | None = None) -> SessionStore:
         return MemoryStore()
     if url.startswith("sqlite:///"):
         return SQLiteStore(url[len("sqlite:///") :])
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if url.startswith(
+        ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+    ):
         from .redis import RedisStore
 
         store: SessionStore = RedisStore(url)
         return store
     raise ValueError(
         f"unknown store URL {url!r}: use sqlite:///path/to/file.sqlite3, "
-        "redis://127.0.0.1:6379/0 or memory://"
+        "redis://127.0.0.1:6379/0, redis+cluster://host:port or memory://"
     )

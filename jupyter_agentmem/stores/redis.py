@@ -1,24 +1,41 @@
-"""Redis store: evicted sessions shared by every kernel that points at one server.
+"""Redis store: evicted sessions shared by every kernel or server that points at one Redis.
 
-Layout under ``prefix`` (default ``agentmem:``). ``{prefix}s:{id}`` is a HASH of
+Layout under ``prefix`` (default ``agentmem:``). ``{prefix}d:{<id>}`` is a HASH of
 ``rev`` (the stored revision) and ``data``: one format byte (``j`` JSON, ``z``
 zlib-compressed JSON) then the UTF-8 bytes, so values describe themselves and
-nothing is ever pickled. ``{prefix}ids`` is a sorted set of the ids scored by
-expiry time in ms (``+inf`` without TTL): ``list_ids`` and ``count`` read it,
-never a glob pattern, so ids with quotes, slashes, ``*`` or ``:`` are safe, and
-``count`` stays exact and O(log n) under TTL.
+nothing is ever pickled. The id sits in a ``{...}`` hash tag, so every key of
+one session (also the turn log and run keys beside it) lives in one Redis
+Cluster slot. ``{prefix}ids`` is a sorted set of the ids scored by expiry time
+in ms (``+inf`` without TTL): ``list_ids`` and ``count`` read it, never a glob
+pattern or a cross-slot command, so ids with quotes, slashes, ``*`` or ``:`` are
+safe, and ``count`` stays exact and O(log n) under TTL.
 
 Concurrency (no lost updates between processes): every write is one Lua script,
 run atomically by Redis. It checks the revision rule of ``stores/base.py``
-(``r`` replaces ``r - 1``, or nothing when ``r == 1``), then writes value, expiry
-and index entry together, or writes nothing and :class:`SessionConflictError`
-is raised. When two kernels continue one session, the second to save gets the
-conflict; its SessionManager loads the stored copy, appends its own new turns
-after the other kernel's (``state.merge_documents``) and saves again. A save
-whose reply was lost (timeout) but which reached Redis is accepted when retried
-(same revision, same bytes) instead of being merged, which would duplicate
-turns. A document without ``"revision"`` is written unconditionally; ``load``
-always reports the stored revision.
+(``r`` replaces ``r - 1``, or nothing when ``r == 1``), then writes value and
+expiry (and, on a standalone server, the index entry) together, or writes
+nothing and :class:`SessionConflictError` is raised. When two kernels continue
+one session, the second to save gets the conflict; its SessionManager loads the
+stored copy, appends its own new turns after the other kernel's
+(``state.merge_documents``) and saves again. A save whose reply was lost
+(timeout) but which reached Redis is accepted when retried (same revision, same
+bytes) instead of being merged, which would duplicate turns. A document without
+``"revision"`` is written unconditionally; ``load`` always reports the stored
+revision, and :meth:`RedisStore.revision` reads it alone in one round trip.
+
+Redis Cluster (``redis+cluster://host:port``, any node; an explicit scheme, not
+auto-detection, so a URL says what it gets): the index is one key in its own
+slot, so it is updated by its own script *before* the document (an id is never
+saved without being indexed; a save that then fails leaves an index entry that
+``list_ids`` prunes). Listing checks documents with ``EXISTS`` pipelined per
+node. A session deleted by hand between that check and the prune of a
+concurrent save could drop out of the index until its next save or load;
+``save_many`` is all-or-nothing per session, not per batch.
+
+Upgrading from version 1 of the layout (``{prefix}s:<id>``, no hash tag): the
+first standalone store opened on a prefix renames those keys once (``SCAN`` +
+an atomic rename script, marker ``{prefix}scheme``). Upgrade every kernel
+together: a version-1 kernel writing after that is not seen.
 
 TTL: with ``ttl`` seconds, a session neither saved nor loaded for that long is
 dropped by Redis; expired ids leave the index when ``count``/``list_ids`` run.
@@ -28,8 +45,7 @@ within ``connect_timeout``); every operation is bounded by ``socket_timeout``
 with no client-side retry, so a dead or frozen Redis costs one timeout, never a
 hang, while the manager keeps sessions in memory. A value under our prefix that
 we did not write raises :class:`StoreCorruptError` for that id only. Messages
-mask any password in the URL. Standalone or Sentinel Redis, not Redis Cluster
-(scripts touch several keys).
+mask any password in the URL.
 """
 
 from __future__ import annotations
@@ -43,6 +59,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from jupyter_agentmem.errors import SessionConflictError, StoreCorruptError, StoreError
 
+from . import redis_scripts as scripts
 from .base import SessionData
 
 try:
@@ -56,81 +73,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 _JSON, _ZLIB = b"j", b"z"
 _ZLIB_LEVEL = 6
 _CHUNK = 1000  # ids checked per script run in list_ids, so Redis is never blocked long
-
-_NOW = """
-local function now_ms()
-  local t = redis.call('TIME')
-  return t[1] * 1000 + math.floor(t[2] / 1000)
-end
-"""
-
-# KEYS: index, key_1..key_n. ARGV: ttl_ms, then per item id, expected revision ('' = none), payload.
-# Returns {1, n, 0} on success, {0, i, stored_rev} on a conflict, {-1, i, 0} for a foreign value.
-_SAVE = """
-local ttl = tonumber(ARGV[1])
-local revs, seen = {}, {}
-for i = 1, #KEYS - 1 do
-  local key = KEYS[i + 1]
-  local cur = seen[key]
-  if cur == nil then
-    local r = redis.pcall('HGET', key, 'rev')
-    if type(r) == 'table' and r.err then return {-1, i, 0} end
-    cur = tonumber(r)
-    if cur == nil then
-      if redis.call('EXISTS', key) == 1 then return {-1, i, 0} end
-      cur = 0
-    end
-  end
-  local want = ARGV[3 * i]
-  if want == '' or tonumber(want) == cur + 1 then
-    revs[i] = cur + 1
-  elseif tonumber(want) == cur and seen[key] == nil
-      and redis.call('HGET', key, 'data') == ARGV[3 * i + 1] then
-    revs[i] = cur  -- the retry of a write that already landed
-  else
-    return {0, i, cur}
-  end
-  seen[key] = revs[i]
-end
-local score = '+inf'
-if ttl > 0 then score = now_ms() + ttl end
-for i = 1, #KEYS - 1 do
-  local key = KEYS[i + 1]
-  redis.call('HSET', key, 'rev', revs[i], 'data', ARGV[3 * i + 1])
-  if ttl > 0 then redis.call('PEXPIREAT', key, score) else redis.call('PERSIST', key) end
-  redis.call('ZADD', KEYS[1], score, ARGV[3 * i - 1])
-end
-return {1, #KEYS - 1, 0}
-"""
-
-# KEYS: key, index. ARGV: id, ttl_ms. A read that also pushes the expiry back.
-_LOAD_TOUCH = """
-local v = redis.call('HMGET', KEYS[1], 'rev', 'data')
-if v[2] then
-  local at = now_ms() + tonumber(ARGV[2])
-  redis.call('PEXPIREAT', KEYS[1], at)
-  redis.call('ZADD', KEYS[2], at, ARGV[1])
-end
-return v
-"""
-
-# KEYS: index. ARGV: 'count' or 'list'. Drops expired ids first.
-_INDEX = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms())
-if ARGV[1] == 'count' then return redis.call('ZCARD', KEYS[1]) end
-return redis.call('ZRANGE', KEYS[1], 0, -1)
-"""
-
-# KEYS: index, key_1..key_n. ARGV: id_1..id_n. Returns the live ids, unindexes the others
-# (deleted outside this store, or evicted by a maxmemory policy).
-_PRUNE = """
-local live = {}
-for i = 1, #ARGV do
-  if redis.call('EXISTS', KEYS[i + 1]) == 1 then live[#live + 1] = ARGV[i]
-  else redis.call('ZREM', KEYS[1], ARGV[i]) end
-end
-return live
-"""
+_SCHEME = b"2"  # version of the key layout, kept in {prefix}scheme
 
 
 def public_url(url: str) -> str:
@@ -150,12 +93,51 @@ def _id_bytes(session_id: str) -> bytes:
     return session_id.encode("utf-8", "surrogatepass")  # any Python str round-trips
 
 
+def _glob_escape(raw: bytes) -> bytes:
+    return bytes(b for c in raw for b in ((92, c) if c in b"*?[]\\" else (c,)))
+
+
+def cluster_url(url: str) -> str | None:
+    """The plain ``redis://`` URL behind ``redis+cluster://`` (or ``rediss+cluster://``)."""
+    for scheme in ("redis", "rediss"):
+        if url.startswith(f"{scheme}+cluster://"):
+            return scheme + url[len(scheme) + len("+cluster") :]
+    return None
+
+
+def _connect(url: str, socket_timeout: float, connect_timeout: float) -> Any:
+    """A client that fails fast: a retried write could land twice."""
+    plain = cluster_url(url)
+    if plain is None:
+        return redis.Redis.from_url(
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=connect_timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+    from redis.cluster import RedisCluster
+
+    try:
+        return RedisCluster.from_url(
+            plain,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=connect_timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+    except RedisError as exc:
+        raise StoreError(
+            f"cannot reach the Redis Cluster at {public_url(url)} ({type(exc).__name__}: "
+            f"{exc}); start it or fix the store URL (c.AgentMem.store_url)"
+        ) from exc
+
+
 class RedisStore:
     """Redis-backed :class:`~jupyter_agentmem.stores.base.SessionStore`.
 
-    Pass ``client`` to reuse a configured ``redis.Redis`` (TLS, Sentinel ...);
-    it must not decode responses, and the caller keeps ownership of it
-    (``close`` then leaves it open).
+    ``redis+cluster://host:port`` (any node) selects Redis Cluster mode. Pass
+    ``client`` to reuse a configured ``redis.Redis`` or ``RedisCluster`` (TLS,
+    Sentinel ...); it must not decode responses, and the caller keeps ownership
+    of it (``close`` then leaves it open).
     """
 
     def __init__(
@@ -166,7 +148,7 @@ class RedisStore:
         compress_threshold: int = 4096,
         socket_timeout: float = 2.0,
         connect_timeout: float = 2.0,
-        client: redis.Redis | None = None,
+        client: Any = None,
     ) -> None:
         if ttl is not None and ttl <= 0:
             raise ValueError("ttl must be positive seconds, or None to keep sessions forever")
@@ -177,20 +159,16 @@ class RedisStore:
         self.ttl = ttl
         self.compress_threshold = compress_threshold
         self._ttl_ms = 0 if ttl is None else max(1, round(ttl * 1000))
-        self._keys = prefix.encode() + b"s:"
+        self._docs = prefix.encode() + b"d:"
         self._index = prefix.encode() + b"ids"
         self._closed = False
         self._owns_client = client is None
         if client is None:
-            client = redis.Redis.from_url(
-                url,
-                socket_timeout=socket_timeout,
-                socket_connect_timeout=connect_timeout,
-                retry=Retry(NoBackoff(), 0),  # a retried write could land twice; fail fast
-            )
+            client = _connect(url, socket_timeout, connect_timeout)
         elif client.get_connection_kwargs().get("decode_responses"):
             raise ValueError("RedisStore needs a client with decode_responses=False")
         self._client = client
+        self.cluster = type(client).__name__ == "RedisCluster"
         try:
             client.ping()
         except RedisError as exc:
@@ -199,10 +177,29 @@ class RedisStore:
                 f"cannot reach Redis at {self.url} ({type(exc).__name__}: {exc}); start "
                 "redis-server or fix the store URL (c.AgentMem.store_url)"
             ) from exc
-        self._save_script = client.register_script(_NOW + _SAVE)
-        self._load_script = client.register_script(_NOW + _LOAD_TOUCH)
-        self._index_script = client.register_script(_NOW + _INDEX)
-        self._prune_script = client.register_script(_PRUNE)
+        self._save_script = client.register_script(scripts.SAVE)
+        self._load_script = client.register_script(scripts.LOAD_TOUCH)
+        self._index_script = client.register_script(scripts.INDEX)
+        self._prune_script = client.register_script(scripts.PRUNE)
+        if not self.cluster:
+            self._migrate_v1()
+
+    def doc_key(self, session_id: str) -> bytes:
+        """``{prefix}d:{<id>}``: the ``{...}`` hash tag keeps a session's keys in one slot."""
+        return self._docs + b"{" + _id_bytes(session_id) + b"}"
+
+    def _migrate_v1(self) -> None:
+        """Rename version-1 keys (``{prefix}s:<id>``, standalone only) once per prefix."""
+        marker = self.prefix.encode() + b"scheme"
+        with self._io("upgrading the key layout"):
+            if self._client.get(marker) == _SCHEME:
+                return
+            migrate = self._client.register_script(scripts.MIGRATE)
+            old = self.prefix.encode() + b"s:"
+            for key in self._client.scan_iter(match=_glob_escape(old) + b"*", count=500):
+                ident = key[len(old) :]
+                migrate(keys=[key, self._docs + b"{" + ident + b"}"])
+            self._client.set(marker, _SCHEME)
 
     # ------------------------------------------------------------- helpers
     @contextmanager
@@ -263,9 +260,12 @@ class RedisStore:
         self.save_many([(session_id, data)])
 
     def save_many(self, items: Iterable[tuple[str, SessionData]]) -> int:
-        """Save several sessions in one script run: all or nothing, like SQLite.
+        """Save several sessions: all or nothing in one script run on a standalone server.
 
-        Redis is busy while the script runs, so pass hundreds, not millions.
+        Redis is busy while the script runs, so pass hundreds, not millions. In
+        Cluster mode sessions live in different slots: the ids are indexed first
+        (one script), then each session is saved by its own script in order, and a
+        conflict stops the batch at that session (the ones before it are saved).
         """
         batch = []
         for session_id, data in items:
@@ -274,14 +274,25 @@ class RedisStore:
             batch.append((session_id, expected, self._encode(session_id, data)))
         if not batch:
             return 0
-        keys = [self._index, *(self._keys + _id_bytes(sid) for sid, _, _ in batch)]
-        args: list[bytes | str | int] = [self._ttl_ms]
+        if not self.cluster:
+            keys = [*(self.doc_key(sid) for sid, _, _ in batch), self._index]
+            self._run_save(batch, keys, b"")
+            return len(batch)
+        with self._io("indexing sessions"):
+            ids = [_id_bytes(sid) for sid, _, _ in batch]
+            score = self._index_script(keys=[self._index], args=["add", self._ttl_ms, *ids])
+        for item in batch:
+            self._run_save([item], [self.doc_key(item[0])], score)
+        return len(batch)
+
+    def _run_save(self, batch: list[tuple[str, str, bytes]], keys: list[bytes], at: bytes) -> None:
+        args: list[bytes | str | int] = [self._ttl_ms, at]
         for session_id, expected, payload in batch:
             args += [_id_bytes(session_id), expected, payload]
         with self._io("saving sessions"):
             status, index, stored = self._save_script(keys=keys, args=args)
         if status == 1:
-            return len(batch)
+            return
         session_id, expected, _ = batch[int(index) - 1]
         if status == 0:
             raise SessionConflictError(
@@ -291,24 +302,46 @@ class RedisStore:
         raise self._foreign(session_id)
 
     def load(self, session_id: str) -> SessionData | None:
-        key = self._keys + _id_bytes(session_id)
+        key = self.doc_key(session_id)
         with self._io("loading a session", session_id):
             if self._ttl_ms:
-                args: list[bytes | int] = [_id_bytes(session_id), self._ttl_ms]
-                rev, blob = self._load_script(keys=[key, self._index], args=args)
+                ident = _id_bytes(session_id)
+                keys = [key] if self.cluster else [key, self._index]
+                rev, blob, at = self._load_script(keys=keys, args=[ident, self._ttl_ms])
+                if self.cluster and blob is not None:  # only ids still indexed (XX)
+                    self._client.zadd(self._index, {ident: at}, xx=True)
             else:
                 rev, blob = self._client.hmget(key, ["rev", "data"])
         if blob is None:
             return None
         return self._decode(session_id, rev, blob)
 
+    def revision(self, session_id: str) -> int | None:
+        """The stored revision of one session (one HGET, no document transfer), or None.
+
+        Cheap enough to ask before every turn: a manager holding the session in
+        memory compares it with its own and reloads when another instance wrote.
+        """
+        with self._io("reading a revision", session_id):
+            rev = self._client.hget(self.doc_key(session_id), "rev")
+        if rev is None:
+            return None
+        try:
+            return int(rev)
+        except ValueError as exc:
+            raise self._foreign(session_id, f"a damaged revision ({rev!r})") from exc
+
     def delete(self, session_id: str) -> bool:
         ident = _id_bytes(session_id)
         with self._io("deleting a session"):
-            pipe = self._client.pipeline(transaction=True)
-            pipe.delete(self._keys + ident)
-            pipe.zrem(self._index, ident)
-            removed, _ = pipe.execute()
+            if self.cluster:  # two slots: the document first, a stale index entry is pruned
+                removed = self._client.delete(self.doc_key(session_id))
+                self._client.zrem(self._index, ident)
+            else:
+                pipe = self._client.pipeline(transaction=True)
+                pipe.delete(self.doc_key(session_id))
+                pipe.zrem(self._index, ident)
+                removed, _ = pipe.execute()
         return bool(removed)
 
     def list_ids(self) -> list[str]:
@@ -317,10 +350,23 @@ class RedisStore:
         with self._io("listing sessions"):
             ids: list[bytes] = self._index_script(keys=[self._index], args=["list"])
             for start in range(0, len(ids), _CHUNK):
-                chunk = ids[start : start + _CHUNK]
-                keys = [self._index, *(self._keys + ident for ident in chunk)]
-                live += self._prune_script(keys=keys, args=chunk)
+                live += self._prune(ids[start : start + _CHUNK])
         return [ident.decode("utf-8", "surrogatepass") for ident in live]
+
+    def _prune(self, chunk: list[bytes]) -> list[bytes]:
+        """The ids of ``chunk`` whose document exists; unindex the others."""
+        keys = [self._docs + b"{" + ident + b"}" for ident in chunk]
+        if not self.cluster:
+            result: list[bytes] = self._prune_script(keys=[self._index, *keys], args=chunk)
+            return result
+        pipe = self._client.pipeline(transaction=False)  # grouped by node: one trip each
+        for key in keys:
+            pipe.exists(key)
+        found = pipe.execute()
+        gone = [ident for ident, hit in zip(chunk, found, strict=True) if not hit]
+        if gone:
+            self._client.zrem(self._index, *gone)
+        return [ident for ident, hit in zip(chunk, found, strict=True) if hit]
 
     def count(self) -> int:
         """Number of persisted sessions, expired ones excluded (O(log n))."""
