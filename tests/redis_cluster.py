@@ -64,8 +64,10 @@ class RedisCluster:
             time.sleep(0.05)
         cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
         subprocess.run(
-            [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports)]
-            + ["--cluster-replicas", "0", "--cluster-yes"],
+            [
+                *(cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports)),
+                *("--cluster-replicas", "0", "--cluster-yes"),
+            ],
             check=True,
             capture_output=True,
             timeout=timeout,
