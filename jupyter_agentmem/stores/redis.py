@@ -28,14 +28,15 @@ auto-detection, so a URL says what it gets): the index is one key in its own
 slot, so it is updated by its own script *before* the document (an id is never
 saved without being indexed; a save that then fails leaves an index entry that
 ``list_ids`` prunes). Listing checks documents with ``EXISTS`` pipelined per
-node. A session deleted by hand between that check and the prune of a
-concurrent save could drop out of the index until its next save or load;
-``save_many`` is all-or-nothing per session, not per batch.
+node. One race remains: a session's *first* save running exactly while
+``list_ids`` checks it (indexed, document not yet written) can be pruned and
+stays unlisted (still loadable) until its next save. ``save_many`` is
+all-or-nothing per session, not per batch.
 
 Upgrading from version 1 of the layout (``{prefix}s:<id>``, no hash tag): the
-first standalone store opened on a prefix renames those keys once (``SCAN`` +
-an atomic rename script, marker ``{prefix}scheme``). Upgrade every kernel
-together: a version-1 kernel writing after that is not seen.
+first standalone store opened on a prefix renames those keys once (``SCAN`` and
+an atomic rename script; then the hash ``{prefix}scheme`` says ``version 2``).
+Upgrade every kernel together: a version-1 kernel writing after that is not seen.
 
 TTL: with ``ttl`` seconds, a session neither saved nor loaded for that long is
 dropped by Redis; expired ids leave the index when ``count``/``list_ids`` run.
@@ -73,7 +74,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 _JSON, _ZLIB = b"j", b"z"
 _ZLIB_LEVEL = 6
 _CHUNK = 1000  # ids checked per script run in list_ids, so Redis is never blocked long
-_SCHEME = b"2"  # version of the key layout, kept in {prefix}scheme
+_SCHEME = b"2"  # version of the key layout: field 'version' of the hash {prefix}scheme
 
 
 def public_url(url: str) -> str:
@@ -192,14 +193,14 @@ class RedisStore:
         """Rename version-1 keys (``{prefix}s:<id>``, standalone only) once per prefix."""
         marker = self.prefix.encode() + b"scheme"
         with self._io("upgrading the key layout"):
-            if self._client.get(marker) == _SCHEME:
+            if self._client.hget(marker, "version") == _SCHEME:
                 return
             migrate = self._client.register_script(scripts.MIGRATE)
             old = self.prefix.encode() + b"s:"
             for key in self._client.scan_iter(match=_glob_escape(old) + b"*", count=500):
                 ident = key[len(old) :]
                 migrate(keys=[key, self._docs + b"{" + ident + b"}"])
-            self._client.set(marker, _SCHEME)
+            self._client.hset(marker, "version", _SCHEME)
 
     # ------------------------------------------------------------- helpers
     @contextmanager
