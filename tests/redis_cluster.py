@@ -7,6 +7,7 @@ replicas. Session-scoped: started once per test run, stopped at the end.
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -16,7 +17,25 @@ from pathlib import Path
 
 import pytest
 
-from .redis_server import INSTALL_HINT, find_redis_server, free_port, ping
+from .redis_server import INSTALL_HINT, find_redis_server, ping
+
+
+def cluster_port() -> int:
+    """A free port P below 55536 whose bus port P + 10000 is free too (Redis needs both)."""
+    for _ in range(200):
+        port = random.randint(20000, 55000)
+        if all(_free(p) for p in (port, port + 10000)):
+            return port
+    raise RuntimeError("no free pair of loopback ports for a Redis Cluster node")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _cluster_ok(port: int) -> bool:
@@ -35,7 +54,7 @@ class RedisCluster:
     def __init__(self, executable: str, directory: Path, size: int = 3) -> None:
         self.executable = executable
         self.directory = Path(directory)
-        self.ports = [free_port() for _ in range(size)]
+        self.ports = [cluster_port() for _ in range(size)]
         self.processes: list[subprocess.Popen[bytes]] = []
         self.url = f"redis+cluster://127.0.0.1:{self.ports[0]}/0"
 
@@ -58,9 +77,12 @@ class RedisCluster:
                 )
         deadline = time.monotonic() + timeout
         while not all(ping(port) for port in self.ports):
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in self.processes):
                 self.stop()
-                raise RuntimeError(f"cluster nodes did not start on {self.ports}")
+                logs = [
+                    (self.directory / str(p) / "redis.log").read_text()[-500:] for p in self.ports
+                ]
+                raise RuntimeError(f"cluster nodes did not start on {self.ports}: {logs}")
             time.sleep(0.05)
         cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
         subprocess.run(
