@@ -40,6 +40,7 @@ _COUNTERS = (
     "truncated_bytes_saved",
     "persist_failures",
     "conflicts_merged",
+    "stale_reloads",
 )
 
 
@@ -398,6 +399,44 @@ class SessionManager:
             if session_id in self._live or session_id in self._evicting:
                 return True
         return isinstance(session_id, str) and self.store.load(session_id) is not None
+
+    def refresh(self, session_id: str) -> bool:
+        """Drop a live copy that another process has superseded; True if it did.
+
+        One cheap store call (``store.revision``, when the store has it) per turn
+        lets several servers share sessions without sticky routing: when the
+        stored revision is newer than ours, unsaved turns of ours are saved
+        first (merged after the other writer's, as on any conflict), then the
+        copy is hollowed so the next use loads the stored one.
+        """
+        read = getattr(self.store, "revision", None)
+        with self.lock:
+            state = self._live.get(session_id)
+            if read is None or state is None:
+                return False
+            mine, unsaved = state.revision, state.total_turns != state.base_turns
+        stored = read(session_id)
+        if stored is None or stored <= mine:
+            return False
+        if unsaved:  # save ours merged after theirs; a failed save keeps the copy live
+            dropped = self.evict(session_id)
+        else:
+            with self.lock:
+                dropped = self._live.get(session_id) is state and (
+                    state.revision == mine and state.total_turns == state.base_turns
+                )
+                if dropped:
+                    del self._live[session_id]
+                    self._bytes -= state.memory_estimate_bytes
+                    self._largest.discard(session_id)
+                    state._hollow()
+        if dropped:
+            self._note("stale_reloads")
+        return dropped
+
+    async def arefresh(self, session_id: str) -> bool:
+        """Async twin of :meth:`refresh` (the store call runs in a worker thread)."""
+        return await asyncio.to_thread(self.refresh, session_id)
 
     # ------------------------------------------------------------ operations
     def evict(self, session_id: str) -> bool:

@@ -39,6 +39,11 @@ class MemoryStore:
             self._revisions[session_id] = int(revision) if revision is not None else current + 1
             self.saves += 1
 
+    def revision(self, session_id: str) -> int | None:
+        """The stored revision alone, or None (the cheap staleness check)."""
+        with self._lock:
+            return self._revisions.get(session_id) if session_id in self._docs else None
+
     def load(self, session_id: str) -> SessionData | None:
         with self._lock:
             text = self._docs.get(session_id)

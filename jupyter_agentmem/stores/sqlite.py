@@ -158,6 +158,18 @@ class SQLiteStore:
                 raise StoreError(f"cannot write to {self.path}: {exc}") from exc
             return count
 
+    def revision(self, session_id: str) -> int | None:
+        """The stored revision alone (an index lookup), or None: a cheap staleness check."""
+        with self._lock:
+            db = self._check()
+            try:
+                row = db.execute(
+                    "SELECT revision FROM sessions WHERE id = ?", (session_id,)
+                ).fetchone()
+            except sqlite3.DatabaseError as exc:
+                raise StoreCorruptError(f"cannot read {self.path}: {exc}") from exc
+        return None if row is None else int(row[0])
+
     def load(self, session_id: str) -> SessionData | None:
         with self._lock:
             db = self._check()
