@@ -6,6 +6,8 @@ notebook can catch everything of ours with one ``except`` and nothing else.
 
 from __future__ import annotations
 
+import re
+
 
 class AgentMemError(Exception):
     """Base class of every error raised by jupyter-agentmem.
@@ -37,3 +39,14 @@ class SessionConflictError(StoreError):
 
 class SummarizerError(AgentMemError):
     """The summarizer failed; the messages it was given were kept, not compacted."""
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][\w+.-]*://[^:/@\s'\"]*:)[^@\s'\"]+@")
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&](?:password|passwd|pwd|token|api_key)=)[^&\s'\"]+")
+
+
+def mask_credentials(text: str) -> str:
+    """``text`` with any password in a URL (``redis://:pw@host``, ``?password=pw``)
+    replaced by ``***``: for every setting display, log line and error message."""
+    text = _URL_PASSWORD.sub(r"\g<head>***@", text)
+    return _QUERY_PASSWORD.sub(r"\g<head>***", text)

@@ -184,6 +184,9 @@ def load(shell: InteractiveShell | None, config: AgentMem | None = None) -> Kern
             config = AgentMem(config=shell.config if shell is not None else None)
         context = KernelContext(shell, config)
         _CONTEXT = context
+    from .live_settings import bind_settings
+
+    bind_settings(context)  # %config AgentMem... and %agent_memory config apply live
     if shell is not None:
         from .magics import register_magics
 
