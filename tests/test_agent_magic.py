@@ -376,3 +376,12 @@ def test_finished_cell_reads_notice_tools_answer_footer(
     assert result.index("It is **42**.") < result.index("session `layout`")  # footer below
     assert "tokens" in result.split("It is **42**.")[1] and " s" in result
     assert not any("*" + m + "*" in json.dumps(shown) for m in ("session layout",))
+
+
+def test_tb_after_a_one_line_error_shows_the_full_traceback(kernel: Kernel) -> None:
+    run = kernel.execute("%%agent -s tb\nWhere is {nowhere_tb}?")
+    assert run.error is not None and len(run.error["traceback"]) == 1
+    shown = kernel.execute("%tb")
+    lines = [*(shown.error or {}).get("traceback", []), shown.stdout]
+    text = "\n".join(lines)
+    assert "interpolate" in text and "nowhere_tb" in text, text  # the frame that raised

@@ -20,6 +20,7 @@ from traitlets import Bool, Enum, Float, Int, TraitError, TraitType, Unicode, va
 from traitlets.config import Configurable
 
 from jupyter_agentmem.errors import mask_credentials
+from jupyter_agentmem.units import MIN_MEMORY_BUDGET_BYTES
 
 MiB = 1024 * 1024
 DEMO_MODEL = "demo"
@@ -123,7 +124,7 @@ class AgentMem(Configurable):
     @validate("max_memory_bytes", "mem_limit")
     def _sizes(self, proposal: dict[str, Any]) -> int:
         name, value = proposal["trait"].name, int(proposal["value"])
-        if value < 0 or (value < 64 * 1024 and (name == "max_memory_bytes" or value)):
+        if value < 0 or (value < MIN_MEMORY_BUDGET_BYTES and (name == "max_memory_bytes" or value)):
             raise TraitError(f"{name} must be at least 64KiB, e.g. 256MB")
         return value
 

@@ -12,7 +12,7 @@ from .render import AgentAnswer, CellRenderer, code_blocks
 NO_CODE = "-f code: the answer has no code block (```), so no cell was inserted"
 
 if TYPE_CHECKING:
-    from .extension import KernelContext
+    from .context import KernelContext
 
 
 def run_agent_cell(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_agentmem.errors import AgentMemError, mask_credentials
 
 if TYPE_CHECKING:
-    from .extension import KernelContext
+    from .context import KernelContext
 
 MANAGER_KEYS = ("max_sessions", "max_memory_bytes", "idle_timeout")
 POLICY_KEYS = ("max_recent", "max_recent_bytes", "max_summary_chars")

@@ -19,12 +19,13 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 from IPython.utils.process import arg_split  # type: ignore[attr-defined]
 
+from jupyter_agentmem.errors import NotLoadedError
 from jupyter_agentmem.model.prompt import interpolate
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from .extension import KernelContext
+    from .context import KernelContext
 
 _Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 # Typed views of IPython's untyped helpers (mypy --strict).
@@ -138,8 +139,6 @@ class AgentMagics(Magics):
         return self._run(args, cell.strip("\n"))
 
     def _run(self, args: Any, text: str) -> Any:
-        from .extension import NotLoadedError
-
         if self.context is None:
             raise UsageError(str(NotLoadedError()))
         if args.tools and args.no_tools:
@@ -173,8 +172,8 @@ class AgentMagics(Magics):
         return answer
 
 
-def register_magics(shell: InteractiveShell, context: KernelContext) -> None:
-    """Register every magic of the extension on ``shell``; unloading detaches them (they
+def register(shell: InteractiveShell, context: KernelContext) -> AgentMagics:
+    """Register ``%agent`` and ``%%agent`` for ``context``; unloading detaches them (they
     then say "not loaded") and forgets the tools registered while loaded."""
     magics = AgentMagics(shell, context)
     shell.register_magics(magics)
@@ -187,6 +186,4 @@ def register_magics(shell: InteractiveShell, context: KernelContext) -> None:
             default_registry.unregister(name)
 
     context.add_closer("%agent", detach)
-    from .memory_magics import register
-
-    register(shell, context)
+    return magics

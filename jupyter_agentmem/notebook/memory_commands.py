@@ -20,7 +20,7 @@ from jupyter_agentmem.errors import mask_credentials
 from .live_settings import SettingError, bind_settings
 
 if TYPE_CHECKING:
-    from .extension import KernelContext
+    from .context import KernelContext
 
 MemoryCommandError = SettingError  # the name sub-commands have always raised
 Row = tuple[object, ...]

@@ -18,6 +18,9 @@ from IPython.core import magic_arguments as _ma
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 
+from jupyter_agentmem.errors import NotLoadedError
+from jupyter_agentmem.units import MIN_INTERVAL_SECONDS
+
 from . import memory_commands as cmd
 from .magics import parser_of
 from .memory_commands import MemoryCommandError
@@ -26,7 +29,7 @@ from .memory_views import describe_cell, render_session, session_rows, show, sho
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from .extension import KernelContext
+    from .context import KernelContext
 
 __all__ = ["MemoryCommandError", "MemoryMagics", "register"]
 _Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -107,8 +110,6 @@ class MemoryMagics(Magics):
         """
         args = parse_argstring(self.agent_memory, line)
         if self.context is None:
-            from .extension import NotLoadedError
-
             raise UsageError(str(NotLoadedError()))
         try:
             getattr(self, f"_do_{args.command or 'dashboard'}")(self.context, args)
@@ -120,18 +121,21 @@ class MemoryMagics(Magics):
         return self.shell.user_ns if self.shell is not None else {}
 
     def _do_dashboard(self, ctx: KernelContext, args: Any) -> None:
-        from jupyter_agentmem.watch.dashboard import (
+        from jupyter_agentmem.watch.snapshot import (
             format_text,
             has_widget_frontend,
             kernel_snapshot,
-            open_dashboard,
         )
 
-        if args.interval < 0.05 or args.top < 1:
-            raise MemoryCommandError("--interval must be >= 0.05 s and --top >= 1")
+        if args.interval < MIN_INTERVAL_SECONDS or args.top < 1:
+            raise MemoryCommandError(
+                f"--interval must be >= {MIN_INTERVAL_SECONDS} s and --top >= 1"
+            )
         if not has_widget_frontend(self.shell):
             print(format_text(kernel_snapshot(ctx, args.top, args.detailed), args.top))
             return
+        from jupyter_agentmem.watch.dashboard import open_dashboard  # ipywidgets: kernels only
+
         display(open_dashboard(ctx, args.interval, args.top, args.detailed))
 
     def _do_stats(self, ctx: KernelContext, args: Any) -> None:

@@ -1,8 +1,8 @@
 """What ``%agent_memory`` shows: tables and session pages as text and HTML, values for people.
 
 Plain functions from data to ``(text, html)``; the magic only calls them.
-Credentials in URLs are masked in everything shown here. The formatters live with the
-dashboard (one source); they are imported on use, so ``%load_ext`` does not load ipywidgets.
+Credentials in URLs are masked in everything shown here. The formatters are the ones the
+dashboard uses (one source, no ipywidgets).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from typing import Any, cast
 from IPython import display as _ipython_display
 
 from jupyter_agentmem.errors import mask_credentials
+from jupyter_agentmem.units import human_bytes
+from jupyter_agentmem.watch.snapshot import fmt_age, html_table, text_table
 
 Row = tuple[object, ...]
 _display = cast(Callable[..., None], _ipython_display.display)
@@ -29,8 +31,6 @@ def show(text: str, html_text: str | None = None) -> None:
 
 
 def show_table(title: str, headers: tuple[str, ...], rows: list[Row]) -> None:
-    from jupyter_agentmem.watch.dashboard import html_table, text_table
-
     show(
         f"{title}\n{text_table(headers, rows)}",
         f"<b>{html.escape(title)}</b>{html_table(headers, rows)}",
@@ -39,8 +39,6 @@ def show_table(title: str, headers: tuple[str, ...], rows: list[Row]) -> None:
 
 def when(epoch: float | None, now: float | None = None) -> str:
     """``1796219519.5`` -> ``"16:31:59 (3 s ago)"`` (local time; the date if not today)."""
-    from jupyter_agentmem.watch.dashboard import fmt_age
-
     if epoch is None:
         return "n/a"
     now = time.time() if now is None else now
@@ -57,9 +55,7 @@ def for_people(key: str, value: Any, now: float | None = None) -> object:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return mask_credentials(str(value))
     if key.endswith("bytes") or key.endswith("bytes_saved"):
-        from jupyter_agentmem.watch.dashboard import fmt_bytes
-
-        return fmt_bytes(value)
+        return human_bytes(value)
     if key in ("timestamp", "last_access", "created_at") or key.endswith("_at"):
         return when(float(value), now)
     if key.endswith("_pct"):
@@ -80,15 +76,13 @@ SESSION_HEADERS = ("session", "in memory", "messages", "size", "last active", "t
 
 def session_rows(rows: list[dict[str, Any]]) -> list[Row]:
     """``sessions`` table rows: live sessions from the manager, stored ones from the store."""
-    from jupyter_agentmem.watch.dashboard import fmt_bytes
-
     now = time.time()
     return [
         (
             r["session_id"],
             "yes" if r["in_memory"] else "no",
             "n/a" if r.get("messages") is None else r["messages"],
-            fmt_bytes(r.get("estimated_bytes", r.get("stored_bytes"))),
+            human_bytes(r.get("estimated_bytes", r.get("stored_bytes"))),
             when(r.get("last_access"), now),
             r.get("user_turns", "n/a"),
         )
