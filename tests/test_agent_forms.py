@@ -54,6 +54,17 @@ def test_line_form_sends_the_question_verbatim_with_the_same_options(
     assert state is not None and state.recent_messages[0]["content"] == question
 
 
+def test_line_form_interpolates_our_way_only(
+    shell: InteractiveShell, server: FakeModelServer
+) -> None:
+    """``{name}`` is ours (README rules); IPython's own ``$name`` expansion stays off."""
+    shell.user_ns["city"] = "Lyon"
+    server.enqueue_text("ok")
+    with capture_output():
+        shell.run_line_magic("agent", "-s trip A trip to {city} costs $city?")
+    assert server.requests[-1]["messages"][-1]["content"] == "A trip to Lyon costs $city?"
+
+
 def test_line_form_without_options_and_with_a_dash_question(
     shell: InteractiveShell, server: FakeModelServer
 ) -> None:
