@@ -135,6 +135,7 @@ def test_redis_password_appears_in_no_output(redis_server: RedisServer, tmp_path
                 "%agent_memory config",
                 "%agent_memory stats",
                 "%config AgentMem",
+                "%config AgentMem.store_url",
                 f"%agent_memory config store_url={bad}",
                 f"%config AgentMem.store_url = {bad!r}",
                 "%agent_memory sessions",
@@ -147,7 +148,7 @@ def test_redis_password_appears_in_no_output(redis_server: RedisServer, tmp_path
         assert "redis://:***@127.0.0.1" in everything  # the URL is shown, masked
         at = everything.find(PASSWORD)
         assert at < 0, everything[max(0, at - 300) : at + 100]
-        for refused in runs[5:7]:  # the bad URL is refused both ways, and said so masked
+        for refused in runs[6:8]:  # the bad URL is refused both ways, and said so masked
             assert "store_url='redis://:***@127.0.0.1:1/0'" in stderr(refused), refused.messages
         assert kernel.value("get_manager().store.__class__.__name__") == "RedisStore"
         assert kernel.value("get_manager().get_or_create('k').recent_messages") == [

@@ -27,6 +27,17 @@ DEMO_MODEL = "demo"
 DEFAULT_REAL_MODEL = "gpt-4o-mini"
 
 
+class MaskedURL(str):
+    """A URL setting whose ``repr`` hides any password, so every display of the setting
+    (``%config AgentMem.store_url``, ``%config AgentMem``, listings) masks it; the
+    string itself is unchanged, for the code that connects."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return mask_credentials(super().__repr__())
+
+
 class AgentMem(Configurable):
     """Settings of the jupyter-agentmem extension (``c.AgentMem.<name>``).
 
@@ -111,6 +122,10 @@ class AgentMem(Configurable):
         if proposal["value"] < 1:
             raise TraitError(f"{proposal['trait'].name} must be at least 1")
         return int(proposal["value"])
+
+    @validate("store_url", "base_url")
+    def _masked(self, proposal: dict[str, Any]) -> str:
+        return MaskedURL(proposal["value"])
 
     @validate("warning_pct", "critical_pct")
     def _levels(self, proposal: dict[str, Any]) -> float:
