@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from traitlets import Bool, Enum, Float, Int, TraitError, TraitType, Unicode, validate
+from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
 from jupyter_agentmem.errors import mask_credentials
@@ -142,13 +142,6 @@ class AgentMem(Configurable):
         if value < 0 or (value < MIN_MEMORY_BUDGET_BYTES and (name == "max_memory_bytes" or value)):
             raise TraitError(f"{name} must be at least 64KiB, e.g. 256MB")
         return value
-
-    @classmethod
-    def class_get_trait_help(
-        cls, trait: TraitType[Any, Any], inst: Any = None, helptext: str | None = None
-    ) -> str:
-        """IPython's ``%config AgentMem`` help, with credentials in URLs masked."""
-        return mask_credentials(super().class_get_trait_help(trait, inst, helptext))
 
     def endpoint(self) -> Endpoint:
         """Resolve model, base_url and key source from traits and environment."""
