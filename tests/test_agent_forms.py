@@ -172,3 +172,16 @@ def test_after_unload_both_magics_say_not_loaded_and_nothing_survives(
     assert "not loaded: run %load_ext jupyter_agentmem" in messages[0]
     extension.load(shell, AgentMem(store_url="memory://", memory_guard=False))
     assert default_registry.names() == [] and ticker.history() == []
+
+
+def test_unknown_name_inside_json_is_sent_as_written_with_one_notice(
+    shell: InteractiveShell, server: FakeModelServer
+) -> None:
+    """``{"greeting": "{name}"}`` with no ``name`` variable: sent byte for byte, said once."""
+    server.enqueue_text("Fine.")
+    cell = 'Fill this template: {"greeting": "{name}", "n": [{"a": {"b": 1}}]}'
+    with capture_output() as out:
+        shell.run_cell_magic("agent", "", cell)
+    assert server.requests[-1]["messages"][-1] == {"role": "user", "content": cell}
+    shown = "\n".join(str(o.data.get("text/markdown", "")) for o in out.outputs)
+    assert "not notebook variables, sent as written: {name}" in shown

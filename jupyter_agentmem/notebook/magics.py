@@ -20,7 +20,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_
 from IPython.utils.process import arg_split  # type: ignore[attr-defined]
 
 from jupyter_agentmem.errors import NotLoadedError
-from jupyter_agentmem.model.prompt import interpolate
+from jupyter_agentmem.model.prompt import interpolate_prompt, unknown_notice
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -128,8 +128,8 @@ class AgentMagics(Magics):
     def agent_cell(self, line: str, cell: str) -> Any:
         """Send the cell to the model and stream the answer into the cell.
 
-        ``{name}`` inserts a notebook variable (``{{`` and ``}}`` are literal
-        braces). The answer becomes the cell's result, so ``_`` holds it.
+        ``{name}`` inserts a notebook variable; ``{{name}}`` sends a literal
+        ``{name}``; JSON and code are sent as written. The answer becomes the cell's result, so ``_`` holds it.
         ``%agent QUESTION`` is the one-line form, with the same options.
         """
         parser = parser_of(self.agent_cell)
@@ -146,7 +146,13 @@ class AgentMagics(Magics):
         if args.out is not None and not args.out.isidentifier():
             raise UsageError(f"-o {args.out!r} is not a valid variable name")
         namespace = self.shell.user_ns if self.shell is not None else {}
-        prompt = interpolate(text, namespace)
+        interpolated = interpolate_prompt(text, namespace)
+        prompt = interpolated.text
+        notice = unknown_notice(interpolated.unknown)
+        if notice is not None:
+            from IPython.display import Markdown, display
+
+            display(Markdown(f"*{notice}*"))
         tools: Any = False if args.no_tools else None
         if args.tools:
             tools = [name.strip() for name in args.tools.split(",") if name.strip()]
