@@ -129,7 +129,8 @@ class AgentMagics(Magics):
         """Send the cell to the model and stream the answer into the cell.
 
         ``{name}`` inserts a notebook variable; ``{{name}}`` sends a literal
-        ``{name}``; JSON and code are sent as written. The answer becomes the cell's result, so ``_`` holds it.
+        ``{name}``; JSON and code are sent as written. The answer becomes the
+        cell's result, so ``_`` holds it.
         ``%agent QUESTION`` is the one-line form, with the same options.
         """
         parser = parser_of(self.agent_cell)
