@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from jupyter_agentmem.errors import StoreError
 from jupyter_agentmem.memory.manager import SessionManager
 from jupyter_agentmem.stores import MemoryStore, SQLiteStore
 from jupyter_agentmem.stores.base import SessionStore
@@ -131,3 +132,46 @@ def test_unsaved_turns_of_a_stale_copy_are_merged_not_dropped(stores: Callable[[
     assert texts(b, "s") == ["a0", "b1", "a-unsaved", "b2"]
     a.close()
     b.close()
+
+
+def test_flush_of_one_session_saves_only_it(stores: Callable[[], Any]) -> None:
+    store = stores()
+    a = manager(store)
+    for sid in ("x", "y"):
+        a.get_or_create(sid).add_message({"role": "user", "content": sid})
+    store.calls.clear()
+    assert a.flush(["x", "not-live"]) == 1
+    assert store.calls.get("save") == 1 and store.revision("y") is None
+    assert store.revision("x") == 1
+    a.close()
+
+
+def test_a_session_created_while_redis_is_frozen_is_merged_when_it_returns(
+    redis_server: RedisServer,
+) -> None:
+    redis_server.start()
+    prefix = f"o{uuid.uuid4().hex[:6]}:"
+    b = manager(RedisStore(redis_server.url, prefix=prefix))
+    say(b, "s", "b0")  # the session exists in Redis, written by instance B
+    store = RedisStore(redis_server.url, prefix=prefix, socket_timeout=0.3)
+    a = SessionManager(
+        store=store,
+        max_recent=10_000,
+        max_recent_bytes=10**8,
+        create_offline=True,
+        retry_after=0.1,
+    )
+    strict = manager(RedisStore(redis_server.url, prefix=prefix, socket_timeout=0.3))
+    redis_server.pause(1.5)
+    try:
+        with pytest.raises(StoreError):  # the default stays: refuse rather than guess
+            strict.get_or_create("s")
+        a.get_or_create("s").add_message({"role": "user", "content": "a-offline"})
+        assert a.flush() == 0 and a.stats()["offline_creates"] == 1
+    finally:
+        redis_server.resume()
+    assert a.flush() == 1
+    assert texts(b, "s") == ["b0"] and b.refresh("s")
+    assert texts(b, "s") == ["b0", "a-offline"] and a.stats()["conflicts_merged"] == 1
+    for mgr in (a, b, strict):
+        mgr.close()

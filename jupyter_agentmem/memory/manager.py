@@ -41,6 +41,7 @@ _COUNTERS = (
     "persist_failures",
     "conflicts_merged",
     "stale_reloads",
+    "offline_creates",
 )
 
 
@@ -101,7 +102,9 @@ class SessionManager:
     pass ``MemoryStore()`` for a process-local manager or ``RedisStore`` to share
     sessions between kernels. ``summarizer`` compacts sessions inline when it is
     local (the default extractive one); with an LLM summarizer the caller (the
-    ``%%agent`` loop) compacts after the answer is shown.
+    ``%%agent`` loop) compacts after the answer is shown. With ``create_offline``
+    (servers), a session first used while the store is unreachable starts empty
+    in memory instead of failing; its first save merges with any stored copy.
     """
 
     def __init__(
@@ -117,6 +120,7 @@ class SessionManager:
         summarizer: Summarizer | None = None,
         policy: StatePolicy | None = None,
         retry_after: float = 5.0,
+        create_offline: bool = False,
     ) -> None:
         if max_sessions < 1:
             raise ValueError("max_sessions must be at least 1")
@@ -139,6 +143,7 @@ class SessionManager:
             summarizer=summarizer if summarizer is not None else ExtractiveSummarizer(),
         )
         self.retry_after = retry_after
+        self.create_offline = create_offline
         self.lock = threading.RLock()
         self._io_lock = threading.Lock()
         self._live: OrderedDict[str, ConversationState] = OrderedDict()
@@ -350,7 +355,13 @@ class SessionManager:
     def _load(self, sid: str, create: bool) -> ConversationState:
         """Load from the store outside the lock, then attach (unless someone was faster)."""
         self._check_open()
-        doc = self.store.load(sid)
+        try:
+            doc = self.store.load(sid)
+        except StoreError:
+            if not (create and self.create_offline) or sid in self._known:
+                raise
+            doc = None  # new here, maybe not in the store: saving later merges by revision
+            self._note("offline_creates")
         with self.lock:
             state = self._touch(sid)
             if state is not None:
@@ -482,15 +493,22 @@ class SessionManager:
         removed = self.store.delete(session_id)
         return removed or state is not None
 
-    def flush(self) -> int:
-        """Persist every live session without evicting it (used at shutdown)."""
+    def flush(self, session_ids: Iterable[str] | None = None) -> int:
+        """Persist every live session (or only ``session_ids``) without evicting it
+        (used at shutdown; a server sharing sessions saves each turn's session)."""
         with self._io_lock:
-            return self._flush()
+            return self._flush(session_ids)
 
-    def _flush(self) -> int:
+    def _flush(self, session_ids: Iterable[str] | None = None) -> int:
         with self.lock:
             items = []
-            for state in self._live.values():
+            live = self._live
+            chosen = (
+                live.values()
+                if session_ids is None
+                else [live[sid] for sid in session_ids if sid in live]
+            )
+            for state in chosen:
                 doc = state.to_dict()
                 doc["revision"] = state.revision + 1
                 items.append(_Eviction(state, doc, state.total_turns))
