@@ -37,3 +37,11 @@ class SessionConflictError(StoreError):
 
 class SummarizerError(AgentMemError):
     """The summarizer failed; the messages it was given were kept, not compacted."""
+
+
+class ServeError(AgentMemError):
+    """The HTTP server cannot start as configured; the message says what to change."""
+
+
+class TokensFileError(ServeError):
+    """A tokens file line is not ``TOKEN TENANT`` (or a token repeats)."""
