@@ -79,14 +79,16 @@ def create_app(
     max_run_bytes: int = 256 * 1024,
     max_runs: int = 10_000,
     title: str = "jupyter-agentmem",
+    close_agent: bool | None = None,
 ) -> FastAPI:
     """A FastAPI app serving ``agent`` (default: :func:`default_agent`, closed with the app).
 
     ``tokens`` maps bearer tokens to tenant names; without it the app is single-user
     and must only listen on loopback. Events of a run are kept ``event_ttl`` seconds
-    after it ends, at most ``max_run_bytes`` per run.
+    after it ends, at most ``max_run_bytes`` per run. ``close_agent`` (default: only
+    when the app built the agent) closes the agent and its manager at shutdown.
     """
-    owns = agent is None
+    owns = agent is None if close_agent is None else close_agent
     agent = agent if agent is not None else default_agent()
     served = Served(
         agent=agent,
