@@ -8,7 +8,8 @@ not depend on any client: it keeps going when they leave (unless asked to
 cancel), so its answer is stored either way.
 
 Bounds: each run keeps at most ``max_run_bytes`` of events (oldest dropped; a
-resume from before the kept window gets a clear error), finished runs are
+resume from before the kept window gets a clear error; a connected reader that
+is behind holds them up to 4 times that, then is cut off), finished runs are
 forgotten ``ttl`` seconds after they end, and at most ``max_runs`` are kept.
 One run per session at a time: a second one is refused (409) or waits its turn.
 """
@@ -23,7 +24,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,10 @@ def _dumps(payload: dict[str, Any]) -> str:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
+#: A connected reader keeps events beyond ``max_bytes`` up to this many times it.
+HARD_CAP_FACTOR = 4
+
+
 class SessionBusyError(Exception):
     """The session already has a run in progress (HTTP 409)."""
 
@@ -79,6 +84,8 @@ class Run:
     task: asyncio.Task[None] | None = None
     cancelled: bool = False
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _cursors: dict[int, int] = field(default_factory=dict)
+    _reader_ids: Iterator[int] = field(default_factory=itertools.count)
 
     @property
     def finished(self) -> bool:
@@ -94,9 +101,15 @@ class Run:
         self.events.append(RunEvent(self.next_id, event, text))
         self.next_id += 1
         self.bytes += len(text)
-        while self.bytes > self.max_bytes and len(self.events) > 1:
-            self.bytes -= len(self.events.popleft().payload)
+        self._trim()
         self._changed.set()
+
+    def _trim(self) -> None:
+        while self.bytes > self.max_bytes and len(self.events) > 1:
+            unread = min(self._cursors.values(), default=self.next_id) < self.events[0].id
+            if unread and self.bytes <= HARD_CAP_FACTOR * self.max_bytes:
+                break  # a connected reader still needs it (it is behind, not gone)
+            self.bytes -= len(self.events.popleft().payload)
 
     def finish(self) -> None:
         self.finished_at = time.monotonic()
@@ -116,19 +129,25 @@ class Run:
         last id (coalescing under load; the concatenated text is unchanged).
         """
         self._check(after)
-        while True:
-            start = max(0, after + 1 - self.first_kept)
-            pending = list(itertools.islice(self.events, start, None))
-            if pending:
-                for item in _coalesce(pending):
-                    yield item
-                    after = item.id
-                continue
-            if self.finished:
-                return
-            self._changed.clear()
-            await self._changed.wait()
-            self._check(after)
+        token = next(self._reader_ids)
+        self._cursors[token] = after
+        try:
+            while True:
+                start = max(0, after + 1 - self.first_kept)
+                pending = list(itertools.islice(self.events, start, None))
+                if pending:
+                    for item in _coalesce(pending):
+                        yield item
+                        after = self._cursors[token] = item.id
+                    continue
+                if self.finished:
+                    return
+                self._changed.clear()
+                await self._changed.wait()
+                self._check(after)
+        finally:
+            del self._cursors[token]
+            self._trim()
 
 
 def _coalesce(events: list[RunEvent]) -> list[RunEvent]:
