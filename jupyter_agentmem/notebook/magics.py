@@ -95,3 +95,6 @@ def register_magics(shell: InteractiveShell, context: KernelContext) -> None:
     from .memory_magics import register
 
     register(shell, context)
+    from .serve_magic import register as register_serve  # fastapi is imported only when used
+
+    register_serve(shell, context)

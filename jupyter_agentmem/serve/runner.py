@@ -44,6 +44,7 @@ class BackgroundServer:
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, **options: Any) -> None:
         self.host = host
+        self.app = app
         self._sock = bind(host, port)
         self.port = int(self._sock.getsockname()[1])
         settings = {"log_config": None, "access_log": False, "lifespan": "on", **options}
