@@ -15,6 +15,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -46,6 +47,7 @@ class Served:
     monitor: MemoryMonitor
     max_body_bytes: int
     owns_agent: bool
+    metrics: Any = None
 
     @property
     def manager(self) -> SessionManager:
@@ -115,6 +117,9 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
+    from .metrics import make_registry
+
+    served.metrics = make_registry(served)
     app.state.agentmem = served
     app.add_middleware(DeclaredSizeLimit, max_bytes=max_body_bytes)
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
@@ -150,7 +155,7 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     if exc.status_code == 413:
         limit = request.app.state.agentmem.max_body_bytes
         message = f"request body over {limit} bytes: send a shorter message"
-    return JSONResponse({"error": message}, exc.status_code, headers=exc.headers)
+    return error_response(request, exc.status_code, message, exc.headers)
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -158,9 +163,18 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     for err in exc.errors():
         where = ".".join(str(part) for part in err.get("loc", ()))
         problems.append(f"{where}: {err.get('msg', 'invalid')}")
-    return JSONResponse(
-        {"error": "; ".join(problems) or "invalid request", "fields": problems}, 422
-    )
+    return error_response(request, 422, "; ".join(problems) or "invalid request")
+
+
+def error_response(
+    request: Request, status: int, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """``{"error": message}``; under ``/v1/`` OpenAI's shape, so its SDKs show the message."""
+    if request.url.path.startswith("/v1/"):
+        body: dict[str, Any] = {"error": {"message": message, "type": "invalid_request_error"}}
+    else:
+        body = {"error": message}
+    return JSONResponse(body, status, headers=dict(headers) if headers else None)
 
 
 def served(request: Request) -> Served:

@@ -120,9 +120,11 @@ def router(max_body_bytes: int) -> APIRouter:
         async for event in stream_run(srv, run, last_event_id, on_disconnect == "cancel"):
             yield event
 
+    from .openai_compat import add_openai_routes
     from .sessions import add_session_routes
 
     add_session_routes(api)
+    add_openai_routes(api)
     return api
 
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from .app import Served
+from .metrics import render
 from .routes import ServedDep, TenantDep
 
 SessionPath = Annotated[str, Path(min_length=1, max_length=256)]
@@ -93,6 +96,11 @@ def add_session_routes(api: APIRouter) -> None:
             raise HTTPException(409, f"session {session!r} is answering: delete it after `done`")
         srv.manager.delete(key)
         return {"deleted": session}
+
+    @api.get("/metrics", response_class=PlainTextResponse)
+    def metrics(srv: ServedDep, who: TenantDep) -> PlainTextResponse:
+        """Prometheus text format (sessions, bytes, evictions, restores, runs, streams, RSS)."""
+        return PlainTextResponse(render(srv.metrics), media_type=CONTENT_TYPE_LATEST)
 
     @api.get("/stats")
     def stats_view(srv: ServedDep, who: TenantDep) -> dict[str, Any]:
