@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from importlib import resources
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
@@ -93,6 +95,11 @@ async def stream_run(
 def router(max_body_bytes: int) -> APIRouter:
     """A fresh router (no module-level state); bodies over ``max_body_bytes`` get 413."""
     api = APIRouter(max_body_size=max_body_bytes)
+
+    @api.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> HTMLResponse:
+        """The chat page: one HTML file, no build step (it asks for the token itself)."""
+        return HTMLResponse(resources.files(__package__).joinpath("page.html").read_text("utf-8"))
 
     @api.get("/healthz")
     async def healthz() -> dict[str, str]:
