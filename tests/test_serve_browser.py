@@ -1,4 +1,4 @@
-"""The chat page in Debian's Chromium (Playwright): answers stream in, memory shows, reloads resume."""
+"""The chat page in Chromium (Playwright): answers stream in, memory shows, a reload resumes."""
 
 from __future__ import annotations
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from importlib import resources
 from collections.abc import AsyncIterator
+from importlib import resources
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
@@ -154,4 +153,4 @@ async def resume_run(
     return run
 
 
-__all__ = ["ChatRequest", "router", "run_in_threadpool"]
+__all__ = ["ChatRequest", "router"]
