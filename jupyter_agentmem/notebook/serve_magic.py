@@ -21,7 +21,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from .extension import KernelContext
+    from .context import KernelContext
 
 RESOURCE = "http server"
 
