@@ -14,10 +14,9 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
@@ -30,28 +29,16 @@ from jupyter_agentmem.memory.manager import SessionManager
 from jupyter_agentmem.watch.monitor import MemoryMonitor
 
 from .auth import Tenants
+from .deps import Served
+from .metrics import make_registry
+from .openai_compat import add_openai_routes
+from .routes import add_chat_routes
 from .runs import RunRegistry
+from .sessions import add_session_routes
 
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
-
-
-@dataclass
-class Served:
-    """What the routes of one app share."""
-
-    agent: Agent
-    tenants: Tenants
-    runs: RunRegistry
-    monitor: MemoryMonitor
-    max_body_bytes: int
-    owns_agent: bool
-    metrics: Any = None
-
-    @property
-    def manager(self) -> SessionManager:
-        return self.agent.manager
 
 
 def default_agent(config: AgentMem | None = None, store_url: str | None = None) -> Agent:
@@ -117,16 +104,16 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
-    from .metrics import make_registry
-
     served.metrics = make_registry(served)
     app.state.agentmem = served
     app.add_middleware(DeclaredSizeLimit, max_bytes=max_body_bytes)
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
-    from .routes import router
-
-    app.include_router(router(max_body_bytes))
+    api = APIRouter(max_body_size=max_body_bytes)
+    add_chat_routes(api)
+    add_session_routes(api)
+    add_openai_routes(api)
+    app.include_router(api)
     return app
 
 
@@ -177,15 +164,4 @@ def error_response(
     return JSONResponse(body, status, headers=dict(headers) if headers else None)
 
 
-def served(request: Request) -> Served:
-    """Dependency: the app's shared objects."""
-    value: Served = request.app.state.agentmem
-    return value
-
-
-def tenant(request: Request) -> str:
-    """Dependency: the caller's tenant (401 without a known token)."""
-    return served(request).tenants.dependency(request)
-
-
-__all__ = ["MiB", "Served", "create_app", "default_agent", "served", "tenant"]
+__all__ = ["MiB", "create_app", "default_agent"]

@@ -15,7 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from .app import Served
+    from .deps import Served
 
 _MANAGER_COUNTERS = {
     "evictions": "Sessions written to the store to free memory.",

@@ -21,8 +21,7 @@ from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, format_sse_event
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from .app import Served
-from .routes import ServedDep, SessionId, TenantDep, start_run
+from .deps import Served, ServedDep, SessionId, TenantDep, start_run
 from .runs import Run
 
 

@@ -12,16 +12,11 @@ from fastapi.responses import HTMLResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from .app import Served, served, tenant
-from .runs import EventsExpiredError, Run, SessionBusyError
+from .deps import Served, ServedDep, SessionId, TenantDep, start_run
+from .runs import EventsExpiredError, Run
 
-SessionId = Annotated[
-    StrictStr, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")
-]
 MAX_MESSAGE_CHARS = 256 * 1024
 
-ServedDep = Annotated[Served, Depends(served)]
-TenantDep = Annotated[str, Depends(tenant)]
 OnDisconnect = Annotated[
     Literal["continue", "cancel"],
     Query(description="continue: the run goes on and its answer is stored; cancel: stop it"),
@@ -49,18 +44,6 @@ def turn_options(body: ChatRequest) -> dict[str, Any]:
     if body.tools is not None:
         options["tools"] = body.tools
     return options
-
-
-def start_run(
-    srv: Served, who: str, session: str, message: str, options: dict[str, Any], enqueue: bool
-) -> Run:
-    """Start a run or answer 409 (the session is busy and the client did not ask to wait)."""
-    try:
-        return srv.runs.start(
-            who, session, srv.tenants.key(who, session), message, options, enqueue=enqueue
-        )
-    except SessionBusyError as exc:
-        raise HTTPException(409, str(exc)) from exc
 
 
 async def chat_run(
@@ -91,9 +74,8 @@ async def stream_run(
             srv.runs.cancel(run)
 
 
-def router(max_body_bytes: int) -> APIRouter:
-    """A fresh router (no module-level state); bodies over ``max_body_bytes`` get 413."""
-    api = APIRouter(max_body_size=max_body_bytes)
+def add_chat_routes(api: APIRouter) -> None:
+    """The page, health, chat and resume endpoints."""
 
     @api.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
@@ -126,13 +108,6 @@ def router(max_body_bytes: int) -> APIRouter:
         async for event in stream_run(srv, run, last_event_id, on_disconnect == "cancel"):
             yield event
 
-    from .openai_compat import add_openai_routes
-    from .sessions import add_session_routes
-
-    add_session_routes(api)
-    add_openai_routes(api)
-    return api
-
 
 async def resume_run(
     run_id: str,
@@ -153,4 +128,4 @@ async def resume_run(
     return run
 
 
-__all__ = ["ChatRequest", "router"]
+__all__ = ["ChatRequest", "add_chat_routes"]

@@ -12,9 +12,8 @@ from fastapi import APIRouter, HTTPException, Path
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from .app import Served
+from .deps import Served, ServedDep, TenantDep
 from .metrics import render
-from .routes import ServedDep, TenantDep
 
 SessionPath = Annotated[str, Path(min_length=1, max_length=256)]
 
