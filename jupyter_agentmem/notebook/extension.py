@@ -72,6 +72,9 @@ def register_magics(shell: InteractiveShell, context: KernelContext) -> None:
 
     magics.register(shell, context)
     memory_magics.register(shell, context)
+    from .serve_magic import register as register_serve  # fastapi is imported only when used
+
+    register_serve(shell, context)
 
 
 def unload() -> None:

@@ -1,0 +1,63 @@
+"""What every endpoint shares: the app's objects, the caller's tenant, a session id type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
+from pydantic import Field, StrictStr
+
+from jupyter_agentmem.agent.chat import Agent
+from jupyter_agentmem.memory.manager import SessionManager
+from jupyter_agentmem.watch.monitor import MemoryMonitor
+
+from .auth import Tenants
+from .runs import Run, RunRegistry, SessionBusyError
+
+
+@dataclass
+class Served:
+    """What the routes of one app share."""
+
+    agent: Agent
+    tenants: Tenants
+    runs: RunRegistry
+    monitor: MemoryMonitor
+    max_body_bytes: int
+    owns_agent: bool
+    metrics: Any = None
+
+    @property
+    def manager(self) -> SessionManager:
+        return self.agent.manager
+
+
+def served(request: Request) -> Served:
+    """Dependency: the app's shared objects."""
+    value: Served = request.app.state.agentmem
+    return value
+
+
+def tenant(request: Request) -> str:
+    """Dependency: the caller's tenant (401 without a known token)."""
+    return served(request).tenants.dependency(request)
+
+
+SessionId = Annotated[
+    StrictStr, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+ServedDep = Annotated[Served, Depends(served)]
+TenantDep = Annotated[str, Depends(tenant)]
+
+
+def start_run(
+    srv: Served, who: str, session: str, message: str, options: dict[str, Any], enqueue: bool
+) -> Run:
+    """Start a run or answer 409 (the session is busy and the client did not ask to wait)."""
+    try:
+        return srv.runs.start(
+            who, session, srv.tenants.key(who, session), message, options, enqueue=enqueue
+        )
+    except SessionBusyError as exc:
+        raise HTTPException(409, str(exc)) from exc
