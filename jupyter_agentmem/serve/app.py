@@ -30,6 +30,7 @@ from jupyter_agentmem.watch.monitor import MemoryMonitor
 
 from .auth import Tenants
 from .deps import Served
+from .fleet import Fleet
 from .metrics import make_registry
 from .openai_compat import add_openai_routes
 from .routes import add_chat_routes
@@ -69,6 +70,7 @@ def create_app(
     max_runs: int = 10_000,
     title: str = "jupyter-agentmem",
     close_agent: bool | None = None,
+    fleet: Fleet | None = None,
 ) -> FastAPI:
     """A FastAPI app serving ``agent`` (default: :func:`default_agent`, closed with the app).
 
@@ -76,13 +78,17 @@ def create_app(
     and must only listen on loopback. Events of a run are kept ``event_ttl`` seconds
     after it ends, at most ``max_run_bytes`` per run. ``close_agent`` (default: only
     when the app built the agent) closes the agent and its manager at shutdown.
+    ``fleet`` (:class:`~jupyter_agentmem.serve.fleet.Fleet`) shares run leases and
+    run events with the other instances on the same Redis; the app closes it.
     """
     owns = agent is None if close_agent is None else close_agent
     agent = agent if agent is not None else default_agent()
     served = Served(
         agent=agent,
         tenants=Tenants(tokens),
-        runs=RunRegistry(agent, ttl=event_ttl, max_run_bytes=max_run_bytes, max_runs=max_runs),
+        runs=RunRegistry(
+            agent, ttl=event_ttl, max_run_bytes=max_run_bytes, max_runs=max_runs, fleet=fleet
+        ),
         monitor=monitor or MemoryMonitor(session_count=agent.manager.__len__),
         max_body_bytes=max_body_bytes,
         owns_agent=owns,
@@ -94,6 +100,8 @@ def create_app(
             yield
         finally:
             await served.runs.aclose()
+            if fleet is not None:
+                await fleet.aclose()
             if served.owns_agent:
                 served.agent.close()
                 served.manager.close()

@@ -68,8 +68,24 @@ def app_from_env() -> Any:
     options = json.loads(os.environ.get(OPTIONS_ENV, "{}"))
     tokens = read_tokens_file(options["tokens_file"]) if options.get("tokens_file") else None
     config = load_settings(options.get("config"))
-    agent = default_agent(config, options.get("store"))
-    return create_app(agent, tokens=tokens, close_agent=True)
+    store = options.get("store") or config.store_url or None
+    agent = default_agent(config, store)
+    return create_app(agent, tokens=tokens, close_agent=True, fleet=fleet_for(agent, store))
+
+
+def fleet_for(agent: Any, store: str | None) -> Any:
+    """With a Redis store, instances share run leases and events (``serve/fleet.py``), and a
+    session new while Redis is away starts in memory (merged by revision when it is back)."""
+    if not store or store.split("://", 1)[0] not in _REDIS_SCHEMES:
+        return None
+    from .fleet import Fleet
+
+    agent.manager.create_offline = True
+    prefix = getattr(agent.manager.store, "prefix", "agentmem:")
+    return Fleet(store, prefix)
+
+
+_REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
 
 
 def serve(args: argparse.Namespace) -> None:

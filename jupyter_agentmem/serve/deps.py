@@ -51,13 +51,30 @@ ServedDep = Annotated[Served, Depends(served)]
 TenantDep = Annotated[str, Depends(tenant)]
 
 
-def start_run(
+async def start_run(
     srv: Served, who: str, session: str, message: str, options: dict[str, Any], enqueue: bool
 ) -> Run:
-    """Start a run or answer 409 (the session is busy and the client did not ask to wait)."""
+    """Start a run or answer 409 (the session is busy and the client did not ask to wait).
+
+    With a fleet, "busy" is fleet-wide: the session's lease in Redis is taken first.
+    """
+    key = srv.tenants.key(who, session)
+    fleet, held = srv.runs.fleet, None
+    if fleet is not None:
+        held = await fleet.acquire(key, wait=enqueue)
+        if held is None:
+            raise HTTPException(409, _BUSY.format(session=session))
     try:
         return srv.runs.start(
-            who, session, srv.tenants.key(who, session), message, options, enqueue=enqueue
+            who, session, key, message, options, enqueue=enqueue, fleet_lease=held
         )
     except SessionBusyError as exc:
+        if fleet is not None and held is not None:
+            await fleet.release(key, *held)
         raise HTTPException(409, str(exc)) from exc
+
+
+_BUSY = (
+    "session {session!r} is answering another message (maybe on another server "
+    "instance): wait for its `done` event, or POST with ?multitask=enqueue to queue this one"
+)

@@ -71,7 +71,7 @@ async def completion_run(
     systems = [m for m in body.messages if m.role == "system"]
     if systems:
         options["system"] = _text(systems[-1])
-    run = start_run(srv, who, session, _text(users[-1]), options, multitask == "enqueue")
+    run = await start_run(srv, who, session, _text(users[-1]), options, multitask == "enqueue")
     return run, body
 
 

@@ -13,6 +13,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from .deps import Served, ServedDep, SessionId, TenantDep, start_run
+from .fleet import RemoteRun
 from .runs import EventsExpiredError, Run
 
 MAX_MESSAGE_CHARS = 256 * 1024
@@ -53,24 +54,29 @@ async def chat_run(
     multitask: Annotated[Literal["reject", "enqueue"], Query()] = "reject",
 ) -> Run:
     """Dependency of ``POST /chat``: runs before the stream starts, so 409 is a real status."""
-    return start_run(
+    return await start_run(
         srv, who, body.session, body.message, turn_options(body), multitask == "enqueue"
     )
 
 
 async def stream_run(
-    srv: Served, run: Run, after: int, cancel_on_disconnect: bool
+    srv: Served, run: Run | RemoteRun, after: int, cancel_on_disconnect: bool
 ) -> AsyncIterator[ServerSentEvent]:
     """The run's events after ``after`` as SSE; a client leaving cancels only if asked."""
     srv.runs.streams_open += 1
+    events = (
+        run.subscribe(after, EventsExpiredError)
+        if isinstance(run, RemoteRun)
+        else run.subscribe(after)
+    )
     try:
-        async for item in run.subscribe(after):
+        async for item in events:
             yield ServerSentEvent(raw_data=item.data(), event=item.event, id=str(item.id))
     except EventsExpiredError as exc:
         yield ServerSentEvent(raw_data=json.dumps({"message": str(exc)}), event="error")
     finally:
         srv.runs.streams_open -= 1
-        if cancel_on_disconnect and not run.finished:
+        if cancel_on_disconnect and isinstance(run, Run) and not run.finished:
             srv.runs.cancel(run)
 
 
@@ -99,7 +105,7 @@ def add_chat_routes(api: APIRouter) -> None:
 
     @api.get("/runs/{run_id}/events", response_class=EventSourceResponse)
     async def run_events(
-        run: Annotated[Run, Depends(resume_run)],
+        run: Annotated[Run | RemoteRun, Depends(resume_run)],
         srv: ServedDep,
         last_event_id: Annotated[int, Header(alias="Last-Event-ID", ge=0)] = 0,
         on_disconnect: OnDisconnect = "continue",
@@ -114,9 +120,14 @@ async def resume_run(
     srv: ServedDep,
     who: TenantDep,
     last_event_id: Annotated[int, Header(alias="Last-Event-ID", ge=0)] = 0,
-) -> Run:
-    """Dependency: the tenant's run (404 otherwise) whose events after the id are kept (410)."""
+) -> Run | RemoteRun:
+    """Dependency: the tenant's run (404 otherwise) whose events after the id are kept (410).
+    With a fleet, a run of another instance is read from Redis."""
     run = srv.runs.get(run_id, who)
+    if run is None and srv.runs.fleet is not None:
+        owner = await srv.runs.fleet.owner(run_id)
+        if owner is not None and owner[0] == who:
+            return RemoteRun(srv.runs.fleet, run_id, owner[1])
     if run is None:
         raise HTTPException(
             404, f"no run {run_id!r}: runs are kept {srv.runs.ttl:g} s after they end"

@@ -26,10 +26,14 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_agentmem.agent.chat import Agent, ToolResult
+from jupyter_agentmem.errors import StoreError
 from jupyter_agentmem.model.adapter import TextDelta, ToolCall
+
+if TYPE_CHECKING:
+    from .fleet import Fleet
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +87,7 @@ class Run:
     finished_at: float | None = None
     task: asyncio.Task[None] | None = None
     cancelled: bool = False
+    mirror: Any = None  # fleet.Mirror: copies events to Redis for resumes on other instances
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _cursors: dict[int, int] = field(default_factory=dict)
     _reader_ids: Iterator[int] = field(default_factory=itertools.count)
@@ -98,7 +103,10 @@ class Run:
     def emit(self, event: str, payload: dict[str, Any] | str) -> None:
         """Append an event (drops the oldest beyond ``max_bytes``) and wake subscribers."""
         text = payload if isinstance(payload, str) else _dumps(payload)
-        self.events.append(RunEvent(self.next_id, event, text))
+        item = RunEvent(self.next_id, event, text)
+        self.events.append(item)
+        if self.mirror is not None:
+            self.mirror.add(item.id, event, item.data())
         self.next_id += 1
         self.bytes += len(text)
         self._trim()
@@ -113,6 +121,8 @@ class Run:
 
     def finish(self) -> None:
         self.finished_at = time.monotonic()
+        if self.mirror is not None:
+            self.mirror.end()
         self._changed.set()
 
     def _check(self, after: int) -> None:
@@ -180,8 +190,10 @@ class RunRegistry:
         ttl: float = 120.0,
         max_run_bytes: int = 256 * 1024,
         max_runs: int = 10_000,
+        fleet: Fleet | None = None,
     ) -> None:
         self.agent = agent
+        self.fleet = fleet
         self.ttl = ttl
         self.max_run_bytes = max_run_bytes
         self.max_runs = max_runs
@@ -227,8 +239,13 @@ class RunRegistry:
         options: dict[str, Any],
         *,
         enqueue: bool = False,
+        fleet_lease: tuple[str, bool] | None = None,
     ) -> Run:
-        """Create a run and its task; :class:`SessionBusyError` unless ``enqueue``."""
+        """Create a run and its task; :class:`SessionBusyError` unless ``enqueue``.
+
+        ``fleet_lease`` is the ``(token, shared)`` the caller took from the fleet
+        (:meth:`Fleet.acquire`); the run renews it and releases it when it ends.
+        """
         if self.busy(key) and not enqueue:
             raise SessionBusyError(
                 f"session {session!r} is answering another message: wait for its `done` "
@@ -238,23 +255,34 @@ class RunRegistry:
         if self.active() >= self.max_runs:
             raise SessionBusyError("too many runs in progress: retry in a moment")
         run = Run(secrets.token_urlsafe(12), tenant, session, key, self.max_run_bytes)
+        if self.fleet is not None:
+            run.mirror = self.fleet.mirror(run.run_id, tenant, session)
         run.emit("run", {"run_id": run.run_id, "session": session})
         self._runs[run.run_id] = run
         lease = self._leases.setdefault(key, _Lease())
         lease.users += 1
         run.task = asyncio.get_running_loop().create_task(
-            self._execute(run, lease, message, options), name=f"agentmem-run-{run.run_id}"
+            self._execute(run, lease, message, options, fleet_lease),
+            name=f"agentmem-run-{run.run_id}",
         )
         self.counts["started"] += 1
         return run
 
     async def _execute(
-        self, run: Run, lease: _Lease, message: str, options: dict[str, Any]
+        self,
+        run: Run,
+        lease: _Lease,
+        message: str,
+        options: dict[str, Any],
+        fleet_lease: tuple[str, bool] | None = None,
     ) -> None:
         started = False
+        keeper = None
         try:
             async with lease.lock:
                 started = True
+                if self.fleet is not None and fleet_lease is not None:
+                    keeper = self.fleet.keep(run.key, *fleet_lease)
                 await self._turn(run, message, options)
         except asyncio.CancelledError:
             if not started:
@@ -263,13 +291,20 @@ class RunRegistry:
                 run.emit("error", {"message": "cancelled before it started; nothing was stored"})
             raise
         finally:
+            if keeper is not None:
+                keeper.cancel()
+            if self.fleet is not None and fleet_lease is not None:
+                await self.fleet.release(run.key, *fleet_lease)
             lease.users -= 1
             if lease.users == 0 and self._leases.get(run.key) is lease:
                 del self._leases[run.key]
             run.finish()
 
     async def _turn(self, run: Run, message: str, options: dict[str, Any]) -> None:
-        """Stream the agent's events into the run; ``done`` only after the turn is stored."""
+        """Stream the agent's events into the run; ``done`` only after the turn is stored
+        (with a fleet: saved to Redis, after reloading a copy another instance superseded)."""
+        if self.fleet is not None:
+            await self._refresh(run.key)
         response = self.agent.achat(message, session=run.key, **options)
         texts: list[str] = []
         announced: set[str] = set()
@@ -288,6 +323,7 @@ class RunRegistry:
         except asyncio.CancelledError:
             run.cancelled = True
             self.counts["cancelled"] += 1
+            await self._persist(run.key)
             run.emit("done", _done(run, texts, response, interrupted=True))
             raise
         except Exception as exc:
@@ -295,8 +331,21 @@ class RunRegistry:
             log.info("run %s failed: %s", run.run_id, exc)
             run.emit("error", {"message": str(exc) or type(exc).__name__})
             return
+        await self._persist(run.key)
         self.counts["done"] += 1
         run.emit("done", _done(run, texts, response, interrupted=False))
+
+    async def _refresh(self, key: str) -> None:
+        try:
+            await self.agent.manager.arefresh(key)
+        except StoreError as exc:  # Redis away: serve the copy this instance holds
+            log.info("revision check of %s skipped: %s", key, exc)
+
+    async def _persist(self, key: str) -> None:
+        """Save the session now so the next instance sees this turn (a failure keeps
+        it in memory; the manager warns once and writes it when the store is back)."""
+        if self.fleet is not None:
+            await asyncio.to_thread(self.agent.manager.flush, [key])
 
     def cancel(self, run: Run) -> None:
         """Stop a run; the agent stores the partial answer marked as interrupted."""
@@ -311,6 +360,8 @@ class RunRegistry:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        mirrors = [r.mirror.flushed(2.0) for r in self._runs.values() if r.mirror is not None]
+        await asyncio.gather(*mirrors)  # each bounded: Redis may be gone
 
 
 def _call(call: ToolCall) -> dict[str, Any]:

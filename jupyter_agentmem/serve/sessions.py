@@ -6,11 +6,14 @@ Manager calls may touch the store (SQLite, Redis), so these endpoints are plain
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
+
+from jupyter_agentmem.errors import StoreError
 
 from .deps import Served, ServedDep, TenantDep
 from .metrics import render
@@ -43,7 +46,11 @@ def list_sessions(srv: Served, who: str) -> list[dict[str, Any]]:
 
 def session_view(srv: Served, who: str, session: str) -> dict[str, Any]:
     """What a client may see of one session (404 if it is not this tenant's)."""
-    state = srv.manager.get(srv.tenants.key(who, session))
+    key = srv.tenants.key(who, session)
+    if srv.runs.fleet is not None and not srv.runs.busy(key):
+        with contextlib.suppress(StoreError):  # another instance may have written it
+            srv.manager.refresh(key)
+    state = srv.manager.get(key)
     if state is None:
         raise _missing(session)
     recent = state.recent_messages
