@@ -39,14 +39,20 @@ def model() -> Iterator[FakeModelServer]:
     srv.stop()
 
 
-def instance(model: FakeModelServer, url: str, prefix: str, **fleet: Any) -> Served:
+def instance(
+    model: FakeModelServer, url: str, prefix: str, timeout: float = 2.0, **fleet: Any
+) -> Served:
     config = AgentMem(
         base_url=model.base_url, model="m", max_retries=0, timeout=5.0, summarizer="extractive"
     )
     manager = SessionManager(
-        store=RedisStore(url, prefix=prefix), max_recent=10_000, max_recent_bytes=10**8
+        store=RedisStore(url, prefix=prefix, socket_timeout=timeout, connect_timeout=timeout),
+        max_recent=10_000,
+        max_recent_bytes=10**8,
+        retry_after=0.1,
     )
     fleet.setdefault("lease_ttl", 2.0)
+    fleet.setdefault("timeout", timeout)
     return Served(Agent(manager, config), tokens=TOKENS, fleet=Fleet(url, prefix, **fleet))
 
 

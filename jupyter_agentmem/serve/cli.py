@@ -33,6 +33,12 @@ def parser() -> argparse.ArgumentParser:
         "--store", help="Session store URL (sqlite:///path, redis://..., memory://)."
     )
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes.")
+    serve.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=15.0,
+        help="With a Redis store: seconds a dead instance's session stays locked.",
+    )
     serve.add_argument("--tokens-file", help="Lines of `TOKEN TENANT`; required off loopback.")
     serve.add_argument("--config", help="A traitlets config file (default: the IPython profile's).")
     serve.add_argument("--log-level", default="info", help="uvicorn log level.")
@@ -70,10 +76,11 @@ def app_from_env() -> Any:
     config = load_settings(options.get("config"))
     store = options.get("store") or config.store_url or None
     agent = default_agent(config, store)
-    return create_app(agent, tokens=tokens, close_agent=True, fleet=fleet_for(agent, store))
+    fleet = fleet_for(agent, store, float(options.get("lease_ttl") or 15.0))
+    return create_app(agent, tokens=tokens, close_agent=True, fleet=fleet)
 
 
-def fleet_for(agent: Any, store: str | None) -> Any:
+def fleet_for(agent: Any, store: str | None, lease_ttl: float = 15.0) -> Any:
     """With a Redis store, instances share run leases and events (``serve/fleet.py``), and a
     session new while Redis is away starts in memory (merged by revision when it is back)."""
     if not store or store.split("://", 1)[0] not in _REDIS_SCHEMES:
@@ -82,7 +89,7 @@ def fleet_for(agent: Any, store: str | None) -> Any:
 
     agent.manager.create_offline = True
     prefix = getattr(agent.manager.store, "prefix", "agentmem:")
-    return Fleet(store, prefix)
+    return Fleet(store, prefix, lease_ttl=lease_ttl)
 
 
 _REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
@@ -104,7 +111,12 @@ def serve(args: argparse.Namespace) -> None:
         open_store(args.store).close()  # a bad URL or unreachable server fails here, clearly
     load_settings(args.config)
     os.environ[OPTIONS_ENV] = json.dumps(
-        {"store": args.store, "tokens_file": args.tokens_file, "config": args.config}
+        {
+            "store": args.store,
+            "tokens_file": args.tokens_file,
+            "config": args.config,
+            "lease_ttl": args.lease_ttl,
+        }
     )
     uvicorn.run(
         "jupyter_agentmem.serve.cli:app_from_env",
