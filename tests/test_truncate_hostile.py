@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jupyter_agentmem.memory.truncate import ToolOutputTruncator
 
@@ -108,3 +110,72 @@ def test_pathological_json_is_read_only_as_far_as_it_can_show(make: Any) -> None
     # nothing past ~ a few budgets' worth of values is read: at most 2,000 values can be
     # shown, so a parser that reads 128,000 chars of 1-char values does needless work
     assert cut_position(result.text) <= 16 * 2000, result.text[-200:]
+
+
+# --- the fast path for rows: same guarantees, whatever the rows hold ----------------------
+
+rows_text = st.text(alphabet=st.sampled_from(list('ab},{[]":\\\u00e9 ')), max_size=12)
+row_values = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | rows_text
+)
+rows = st.lists(
+    st.dictionaries(rows_text, row_values | st.lists(row_values, max_size=4), max_size=6)
+    | st.lists(row_values, max_size=4)
+    | row_values,
+    min_size=2,
+    max_size=120,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    items=rows,
+    max_chars=st.sampled_from([64, 300, 2000]),
+    wrap=st.booleans(),
+    depth=st.integers(1, 4),
+    box=st.sampled_from([2, 5, 50]),
+)
+def test_property_rows_fast_path_writes_what_the_walk_writes(
+    items: list[Any], max_chars: int, wrap: bool, depth: int, box: int
+) -> None:
+    """JSON text takes the fast path (rows C-encoded once, picked by prefix sums); the
+    same value as Python objects is walked node by node. Strings here are short (no
+    "long text" heuristics), so both must write exactly the same JSON."""
+    doc: Any = {"rows": items, "count": len(items)} if wrap else items
+    text = json.dumps(doc, indent=1)
+    t = ToolOutputTruncator(max_chars=max_chars, max_depth=depth, max_items=box, max_keys=box)
+    fast, walked = t.truncate_ex(text), t.truncate_ex(doc)
+    assert fast.is_json and len(fast.text) <= max_chars
+    strict_loads(fast.text)
+    if len(text) > max_chars:
+        assert fast.text == walked.text
+        assert fast.truncated == walked.truncated
+
+
+AT_THE_LIMITS = [
+    [[1, 2, 3]] * 40,
+    [{"a": [1, 2, 3], "b": {"c": [4, [5]]}}] * 40,
+    [{"s": "x" * n, "t": "y" * (n // 2)} for n in range(1, 40)] * 2,
+    [{"k" * n: n} for n in range(1, 40)] * 2,
+    ["z" * n for n in range(1, 40)] * 2,
+]
+
+
+@pytest.mark.parametrize("doc", AT_THE_LIMITS)
+@pytest.mark.parametrize("box", [1, 2, 3, 4])
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+@pytest.mark.parametrize("string", [3, 10, 25])
+def test_fast_path_agrees_with_the_walk_at_every_limit(
+    doc: list[Any], box: int, depth: int, string: int
+) -> None:
+    """Rows exactly at, just under and just over each limit (items, depth, string)."""
+    t = ToolOutputTruncator(
+        max_chars=300, max_depth=depth, max_items=box, max_keys=box, max_string=string
+    )
+    text = json.dumps(doc)
+    assert len(text) > 300  # limits shape only what does not fit as is
+    assert t.truncate(text) == t.truncate(doc)
