@@ -64,7 +64,7 @@ class Rows:
         pieces = self.pieces
         while len(pieces) < min(k, self.usable) and (not self.ends or self.ends[-1] <= room):
             a = len(pieces)
-            texts = self._encode(self.v[a : min(k, self.usable, a + max(8, a))])
+            texts = self._encode(self.v[a : min(k, self.usable, a + max(32, a))])
             if not texts:
                 break
             lens = list(map(len, texts))
