@@ -225,8 +225,13 @@ def parse_prefix(
                 got: tuple[object, int] | None = None  # None: open a container by hand
                 if c == '"':
                     got = _string_at(s, i, truncated)
-                elif c not in "[{" or (len(stack) <= scan_depth and not deep.match(s, i)):
-                    got = _value_at(s, i, truncated)  # not a chain too deep to show: C scan
+                elif c not in "[{" or (
+                    # the root of a cut text cannot end inside it: a C scan would be wasted
+                    not (truncated and len(stack) == 1)
+                    and len(stack) <= scan_depth
+                    and not deep.match(s, i)  # nor a chain too deep to show
+                ):
+                    got = _value_at(s, i, truncated)
                 if got is None:
                     opened: Any = [] if c == "[" else {}
                     stack.append(opened)
