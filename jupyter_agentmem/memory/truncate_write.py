@@ -115,6 +115,11 @@ class Writer:
     of one call, so ``repr`` runs at most once per object that is kept.
     """
 
+    __slots__ = (
+        "cap", "clip_len", "clips", "cut", "fits", "lim", "long", "note", "open_ids",
+        "parts", "path", "plain", "size",
+    )  # fmt: skip
+
     def __init__(
         self,
         cap: int,
