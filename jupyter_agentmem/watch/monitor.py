@@ -26,14 +26,30 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import pairwise
-from typing import Any
+from typing import TypedDict
 
 import psutil
 
 logger = logging.getLogger("jupyter_agentmem.watch.monitor")
 
-Snapshot = dict[str, Any]
-"""One check: JSON-friendly values only (int, float, str, bool, None)."""
+
+class MemorySnapshot(TypedDict):
+    """One check (JSON-friendly values only); a renamed key fails mypy at every reader."""
+
+    rss_bytes: int
+    pss_bytes: int | None  # only with detailed=True (and not on macOS)
+    uss_bytes: int | None
+    limit_bytes: int
+    limit_source: str  # "cgroup" | "MEM_LIMIT" | "mem_limit" | "system"
+    limit_detail: str
+    usage_pct: float
+    status: str  # "ok" | "warning" | "critical"
+    sessions: int | None
+    leak_suspected: bool
+    timestamp: float
+
+
+Snapshot = MemorySnapshot
 
 _UNLIMITED = 2**60  # cgroup v1 reports "no limit" as ~2**63 rounded to a page
 _SIZE_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*", re.IGNORECASE | re.ASCII)
@@ -69,7 +85,7 @@ class MemoryLimit:
     """The memory the kernel may really use, and where that number came from."""
 
     bytes: int
-    source: str  # "cgroup" | "MEM_LIMIT" | "system"
+    source: str  # "cgroup" | "MEM_LIMIT" | "mem_limit" | "system"
     detail: str  # the file read, the env var's text, or the psutil call
 
 
@@ -131,6 +147,7 @@ def read_memory_limit(
     proc_root: str = "/proc",
     *,
     total_memory: int | None = None,
+    mem_limit: int = 0,
 ) -> MemoryLimit:
     """The smallest of the cgroup limit, ``MEM_LIMIT`` and system RAM.
 
@@ -139,6 +156,7 @@ def read_memory_limit(
     ``MEM_LIMIT``, system.  Unreadable sources fall through quietly; a garbled
     ``MEM_LIMIT`` is logged once per distinct value.  ``environ`` defaults to the
     live ``os.environ``; ``total_memory`` (bytes of RAM) to psutil's reading.
+    ``mem_limit`` (bytes, ``AgentMem.mem_limit``), when positive, replaces ``MEM_LIMIT``.
     """
     env = os.environ if environ is None else environ
     total = int(psutil.virtual_memory().total) if total_memory is None else total_memory
@@ -147,7 +165,9 @@ def read_memory_limit(
     if cgroup is not None:
         candidates.append(cgroup)
     raw = env.get("MEM_LIMIT", "").strip()
-    if raw:
+    if mem_limit > 0:
+        candidates.append(MemoryLimit(mem_limit, "mem_limit", f"AgentMem.mem_limit={mem_limit}"))
+    elif raw:
         try:
             value = parse_size(raw)
         except ValueError as exc:
@@ -211,6 +231,7 @@ class MemoryMonitor:
         self._status = "ok"
         self._leak = False
         self._last: Snapshot | None = None
+        self.mem_limit = 0  # bytes; > 0 replaces MEM_LIMIT (set live from AgentMem.mem_limit)
 
     def _proc(self) -> psutil.Process:
         """This process, re-resolved after a fork so a child never reports its parent."""
@@ -267,7 +288,11 @@ class MemoryMonitor:
         rss = int(self._rss_reader()) if self._rss_reader else int(self._proc().memory_info().rss)
         pss, uss = self._detailed() if detailed else (None, None)
         limit = read_memory_limit(
-            self._environ, self._cgroup_root, self._proc_root, total_memory=self._total_memory
+            self._environ,
+            self._cgroup_root,
+            self._proc_root,
+            total_memory=self._total_memory,
+            mem_limit=self.mem_limit,
         )
         sessions = self._sessions()
         pct = 100.0 * rss / limit.bytes
@@ -279,7 +304,7 @@ class MemoryMonitor:
             self._history.append((now, rss, sessions))
             leak = self._leak_trend()
             growth = rss - self._history[-self._leak_window][1] if leak else 0
-            snap: Snapshot = {
+            snap: MemorySnapshot = {
                 "rss_bytes": rss,
                 "pss_bytes": pss,
                 "uss_bytes": uss,
@@ -307,7 +332,7 @@ class MemoryMonitor:
             )
         elif was_leak and not leak:
             logger.info("memory leak suspicion cleared")
-        return dict(snap)
+        return snap.copy()
 
     def _announce(self, old: str, new: str, snap: Snapshot) -> None:
         """Log one line per status change and tell the callback; never raise."""
@@ -323,7 +348,7 @@ class MemoryMonitor:
         )
         if self._on_status_change is not None:
             try:
-                self._on_status_change(old, new, dict(snap))
+                self._on_status_change(old, new, snap.copy())
             except Exception:
                 logger.exception("on_status_change callback failed (ignored)")
 
@@ -342,7 +367,7 @@ class MemoryMonitor:
     def last(self) -> Snapshot | None:
         """A copy of the last check, or ``None`` if nothing was checked yet."""
         with self._lock:
-            return None if self._last is None else dict(self._last)
+            return None if self._last is None else self._last.copy()
 
     @property
     def leak_suspected(self) -> bool:
