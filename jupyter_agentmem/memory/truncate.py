@@ -88,8 +88,13 @@ class ToolOutputTruncator:
 
     ``max_depth``, ``max_items``, ``max_keys`` and ``max_string`` (chars of one
     string; default: the budget) shape the output, but the budget always wins
-    (see :meth:`_render`). A text longer than ``parse_limit`` is only parsed over
-    its first ``min(parse_limit, 64 * max_chars)`` characters (bytes).
+    (see :meth:`_render`); they shape only what does not fit as it is. A text
+    longer than ``parse_limit`` (default ``64 * max_chars``: a larger one costs
+    decoding time for nothing that can be shown) is only parsed over its first
+    ``min(parse_limit, 64 * max_chars)`` characters (bytes). Text within the
+    budget comes back verbatim, except JSON that is not strict (NaN, Infinity,
+    ints Python's ``json`` refuses), which is rewritten so that ``is_json``
+    always means strict JSON.
     Counters: ``calls``, ``truncations`` (calls that dropped content) and
     ``bytes_saved``, which counts *characters* (the name is the dashboard's).
     """
