@@ -66,8 +66,9 @@ def test_the_notebooks_extra_covers_every_notebook_import() -> None:
 
 def test_scripts_install_the_notebooks_extra() -> None:
     setup = (REPO / "scripts" / "setup").read_text()
-    assert "pip install -q -e '.[notebooks]'" in setup  # scripts/lab
-    assert "pip install -q -e '.[dev]'" in setup  # scripts/test
+    assert 'pip install -q -e ".[$extra]"' in setup
+    assert "extra=notebooks" in setup  # scripts/lab
+    assert '[ "${1:-}" != "--test" ] || extra=dev' in setup  # scripts/test
     dev = {requirement_name(s) for s in PYPROJECT["project"]["optional-dependencies"]["dev"]}
     assert "jupyter-agentmem" in dev  # as jupyter-agentmem[notebooks]
     assert "jupyter-agentmem[notebooks]" in PYPROJECT["project"]["optional-dependencies"]["dev"]
