@@ -31,12 +31,18 @@ def code_cells() -> list[str]:
 
 
 def run_all(kernel: Kernel, cells: list[str]) -> list[dict[str, Any]]:
-    """Queue every cell as "Run All" does; return the shell replies in order."""
+    """Queue every cell as "Run All" does; return the shell replies in order.
+
+    A first request keeps the kernel busy for a moment, so every cell is queued
+    before one fails: the kernel aborts only what is queued at that time.
+    """
+    kernel.client.execute("import time; time.sleep(1)", allow_stdin=False)
     ids = [kernel.client.execute(code, allow_stdin=False, stop_on_error=True) for code in cells]
     replies: dict[str, dict[str, Any]] = {}
     while len(replies) < len(ids):
         reply = kernel.client.get_shell_msg(timeout=60)
-        replies[reply["parent_header"]["msg_id"]] = reply["content"]
+        if reply["parent_header"].get("msg_id") in ids:  # not a late kernel_info reply
+            replies[reply["parent_header"]["msg_id"]] = reply["content"]
     return [replies[i] for i in ids]
 
 
