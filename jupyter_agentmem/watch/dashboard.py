@@ -15,7 +15,7 @@ The snapshot format (see :func:`kernel_snapshot`)::
                                        # limit_source, usage_pct, status, leak_suspected
      "sessions": SessionManager.stats(),  # sessions_in_memory, sessions_persisted,
                                        # estimated_bytes, max_memory_bytes, compactions,
-                                       # evictions, restores, truncated_bytes_saved, ...
+                                       # evictions, restores, truncated_chars_saved, ...
      "top": [SessionManager.session_info(...), ...],  # largest sessions, at most top_n
      "guard": str}                     # one line about the memory guard (optional)
 """
@@ -149,7 +149,7 @@ def totals_rows(ses: dict[str, Any]) -> list[tuple[str, str]]:
             f"{ses.get('evictions', 0):,} / "
             f"{ses.get('restores', 0):,}",
         ),
-        ("truncated bytes saved", fmt_bytes(ses.get("truncated_bytes_saved", 0))),
+        ("truncated chars saved", f"{int(ses.get('truncated_chars_saved') or 0):,}"),
     ]
 
 
@@ -425,7 +425,7 @@ def kernel_snapshot(context: KernelContext, top_n: int = 10, detailed: bool = Fa
     return {
         "time": time.time(),
         "memory": memory,
-        "sessions": context.manager.stats(),
+        "sessions": context.manager.stats().as_dict(),
         "top": context.manager.largest_sessions(top_n),
         "guard": describe_guard(context),
     }

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 if TYPE_CHECKING:
     from jupyter_agentmem.agent.settings import AgentMem
+    from jupyter_agentmem.memory.stats import ManagerStats
     from jupyter_agentmem.notebook.extension import KernelContext
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ class _Monitor(Protocol):
 class _Manager(Protocol):
     def live_ids(self) -> list[str]: ...
     def evict(self, session_id: str) -> bool: ...
-    def stats(self) -> dict[str, Any]: ...
+    def stats(self) -> ManagerStats: ...
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,7 @@ class MemoryGuard:
         self._interval, self._notify, self._release = interval, notify, release
         self.first_batch = max(1, first_batch)
         self.reports: deque[GuardReport] = deque(maxlen=20)
+        self._evicted_total = 0  # every report's evictions, not only the last 20
         self.checks = 0
         self._episode: GuardReport | None = None  # what this critical period did so far
         self._told_empty = False
@@ -232,7 +234,8 @@ class MemoryGuard:
 
     @property
     def evicted_total(self) -> int:
-        return sum(r.evicted for r in self.reports)
+        """Sessions evicted by this guard since it started (a true total)."""
+        return self._evicted_total
 
     def start(self) -> None:
         if self._thread is None:
@@ -277,7 +280,7 @@ class MemoryGuard:
                 self._told_empty = True
                 self._tell("guard-empty", _empty_text(snap))
             return None
-        before = int(self.manager.stats().get("estimated_bytes") or 0)
+        before = self.manager.stats().estimated_bytes
         evicted, done, batch, after = 0, 0, self.first_batch, snap
         while done < len(ids):
             chosen = ids[done : done + batch]
@@ -302,10 +305,11 @@ class MemoryGuard:
             int(snap.get("limit_bytes") or 0),
             str(snap.get("limit_source")),
             evicted,
-            max(0, before - int(stats.get("estimated_bytes") or 0)),
-            int(stats.get("sessions_in_memory") or 0),
+            max(0, before - stats.estimated_bytes),
+            stats.sessions_in_memory,
         )
         self.reports.append(report)
+        self._evicted_total += evicted
         log.info("memory guard: %s", report)
         if evicted:  # one message per critical period: a pending one is replaced, not added
             ep = self._episode
