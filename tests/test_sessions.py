@@ -227,8 +227,7 @@ def test_accounting_matches_a_full_recount() -> None:
     manager = small_manager(max_sessions=50, max_memory_bytes=512 * 1024)
     for i in range(300):
         manager.get_or_create(f"s{i % 37}").add_messages(turn_messages(i, tool_output="t" * 300))
-    with manager.lock:
-        recount = sum(s.memory_estimate_bytes for s in manager._live.values())
+    recount = sum(s.memory_estimate_bytes for s in manager.live_states())
     assert manager.stats().estimated_bytes == recount
 
 
@@ -328,9 +327,8 @@ def test_largest_sessions_match_a_full_sort_under_churn() -> None:
                 {"role": "user", "content": "x" * rng.randrange(5000)}
             )
         if step % 250 == 0:
-            with manager.lock:
-                expected = sorted(
-                    (s.memory_estimate_bytes for s in manager._live.values()), reverse=True
-                )[:10]
+            expected = sorted(
+                (s.memory_estimate_bytes for s in manager.live_states()), reverse=True
+            )[:10]
             got = [row["estimated_bytes"] for row in manager.largest_sessions(10)]
             assert got == expected

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from array import array
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_agentmem.errors import InvalidMessageError, SummarizerError
 
+from .owner import StateOwner
 from .policy import StatePolicy
 from .sizing import check_text
 from .summarize import Summarizer
@@ -128,3 +131,127 @@ def fold_failed(session_id: str, exc: BaseException, batch: Sequence[Message]) -
         text,
     )
     return text
+
+
+class Compacting:
+    """The compaction half of ``ConversationState`` (one class, split across two
+    modules so each has one job; the attributes are the state's own)."""
+
+    # The window and summary live in these slots; ConversationState adds the rest.
+    __slots__ = (
+        "_generation",
+        "_messages",
+        "_sizes",
+        "_summary",
+        "_tokens",
+        "_window_bytes",
+        "_window_tokens",
+        "compactions",
+        "last_error",
+    )
+    _generation: int
+    _messages: list[Message] | None
+    _sizes: array[int]
+    _summary: str
+    _tokens: array[int]
+    _window_bytes: int
+    _window_tokens: int
+    compactions: int
+    last_error: str | None
+
+    if TYPE_CHECKING:
+        policy: StatePolicy
+        session_id: str
+        _lock: threading.RLock
+        _owner: StateOwner | None
+
+        def _loaded(self) -> AbstractContextManager[list[Message]]: ...
+        def _changed(self) -> None: ...
+
+    # ------------------------------------------------------------- compaction
+    def needs_compaction(self) -> bool:
+        """True when the recent window is over its count, byte or token budget."""
+        messages = self._messages
+        if messages is None:
+            return False
+        policy = self.policy
+        return (
+            len(messages) > policy.max_recent
+            or self._window_bytes > policy.max_recent_bytes
+            or (
+                policy.max_recent_tokens is not None
+                and self._window_tokens > policy.max_recent_tokens
+            )
+        )
+
+    def _begin_compaction(self, summarizer: Summarizer | None) -> Fold | None:
+        """Pick the messages to fold (under the lock); None when there is nothing to do."""
+        chosen = summarizer or self.policy.summarizer
+        if chosen is None:
+            raise SummarizerError("compaction needs a summarizer, e.g. ExtractiveSummarizer()")
+        with self._loaded() as messages:
+            window = Window(self._sizes, self._tokens, self._window_bytes, self._window_tokens)
+            k = split_point(messages, window, self.policy)
+            if k == 0:
+                return None
+            limit = self.policy.max_summary_chars
+            return Fold(chosen, k, messages[:k], self._summary, self._generation, limit)
+
+    def _end_compaction(self, fold: Fold, result: object) -> bool:
+        """Check and bound the new summary, apply it unless the state changed meanwhile."""
+        try:
+            summary = bounded(checked_summary(result), fold.summarizer, fold.limit)
+        except Exception as exc:
+            raise self._fold_failed(exc, fold.batch) from exc
+        with self._lock:
+            if self._generation != fold.generation or self._messages is None:
+                return False  # evicted, restored or compacted meanwhile: try again later
+            k = fold.k
+            del self._messages[:k]
+            self._window_bytes -= sum(self._sizes[:k])
+            del self._sizes[:k]
+            if self._tokens:
+                self._window_tokens -= sum(self._tokens[:k])
+                del self._tokens[:k]
+            self._summary = summary
+            self.compactions += 1
+            self.last_error = None
+            self._generation += 1
+            self._changed()
+        if self._owner is not None:
+            self._owner.count("compactions", 1)
+            self._owner.settle()
+        return True
+
+    def _fold_failed(self, exc: Exception, batch: list[Message]) -> SummarizerError:
+        self.last_error = fold_failed(self.session_id, exc, batch)
+        if isinstance(exc, SummarizerError):
+            return exc
+        return SummarizerError(f"summarizer failed, messages kept: {self.last_error}")
+
+    def compact(self, summarizer: Summarizer | None = None) -> bool:
+        """Fold the oldest messages into the summary; return whether anything was folded.
+
+        The summarizer runs without any lock held (it may call a model). If it
+        raises or returns something that is not storable text, nothing changes
+        and :class:`SummarizerError` is raised.
+        """
+        fold = self._begin_compaction(summarizer)
+        if fold is None:
+            return False
+        try:
+            result: object = fold.summarizer.summarize(fold.batch, fold.previous, fold.limit)
+        except Exception as exc:
+            raise self._fold_failed(exc, fold.batch) from exc
+        return self._end_compaction(fold, result)
+
+    async def acompact(self, summarizer: Summarizer | None = None) -> bool:
+        """Async twin of :meth:`compact` (awaits ``summarizer.asummarize``)."""
+        fold = self._begin_compaction(summarizer)
+        if fold is None:
+            return False
+        try:
+            result: object = await fold.summarizer.asummarize(fold.batch, fold.previous, fold.limit)
+        except Exception as exc:
+            raise self._fold_failed(exc, fold.batch) from exc
+        return self._end_compaction(fold, result)

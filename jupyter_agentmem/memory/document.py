@@ -14,7 +14,15 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import time
+from array import array
+from dataclasses import dataclass
 from typing import Any
+
+from jupyter_agentmem.errors import InvalidMessageError, StoreCorruptError
+
+from .policy import StatePolicy
+from .sizing import message_size
 
 Message = dict[str, Any]
 Document = dict[str, Any]
@@ -94,3 +102,58 @@ def merge_documents(
     if local_writes:
         with_write(merged, writes_of(stored), local_writes[-1])
     return merged
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A checked document, measured and ready to become a state's content."""
+
+    messages: list[Message]
+    sizes: array[int]
+    tokens: array[int]
+    summary: str
+    messages_total: int
+    turns: int
+    compactions: int
+    truncated_chars_saved: int
+    created_at: float
+    last_access: float
+    revision: int
+    lineage: str
+
+
+def parse_document(data: Document, session_id: str, policy: StatePolicy) -> Parsed:
+    """Check and measure a stored document; :class:`StoreCorruptError` names what is
+    wrong (older field names are still read)."""
+    if data.get("format") != FORMAT_VERSION:
+        raise StoreCorruptError(
+            f"session {session_id!r}: unknown document format {data.get('format')!r}; "
+            "was it written by a newer jupyter-agentmem?"
+        )
+    messages = data.get("messages")
+    summary = data.get("summary", "")
+    if not isinstance(messages, list) or not isinstance(summary, str):
+        raise StoreCorruptError(f"session {session_id!r}: damaged messages or summary")
+    try:
+        sizes = array("q", (message_size(m) for m in messages))
+        tokens = array("q", policy.count_tokens(messages) or ())
+        turns = data.get("turns")
+        if turns is None:  # written before user turns were counted
+            turns = sum(m.get("role") == "user" for m in messages)
+        created = float(data.get("created_at", time.time()))
+        return Parsed(
+            messages,
+            sizes,
+            tokens,
+            summary,
+            int(field(data, "messages_total", len(messages))),
+            int(turns),
+            int(data.get("compactions", 0)),
+            int(field(data, "truncated_chars_saved")),
+            created,
+            float(data.get("last_access", created)),
+            int(data.get("revision", 0)),
+            " ".join(writes_of(data)),
+        )
+    except (InvalidMessageError, TypeError, ValueError) as exc:
+        raise StoreCorruptError(f"session {session_id!r}: {exc}") from exc

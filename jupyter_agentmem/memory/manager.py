@@ -27,45 +27,27 @@ import logging
 import threading
 import time
 import weakref
-from collections import OrderedDict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-from jupyter_agentmem.errors import SessionConflictError, StoreCorruptError, StoreError
+from jupyter_agentmem.errors import StoreCorruptError, StoreError
 from jupyter_agentmem.stores.base import SessionStore
 
 from . import defaults, persist
-from .document import Document, field, new_write_id, with_write, writes_of
-from .persist import Pending
-from .state import ConversationState, StatePolicy, check_session_id
-from .stats import COUNTERS, LargestSessions, ManagerStats, SessionInfo
+from .books import LiveSessions
+from .document import Document
+from .eviction import Evictions
+from .owner import check_session_id
+from .state import ConversationState, StatePolicy
+from .stats import COUNTERS, ManagerStats, SessionInfo
 from .summarize import ExtractiveSummarizer, Summarizer
 
 log = logging.getLogger(__name__)
 
 MiB = defaults.MiB
-_PENDING_KEPT = 4  # unconfirmed writes remembered per session (bounded)
 
 
-@dataclass(frozen=True)
-class _Write:
-    """One save in flight: the snapshot and what it was taken from."""
-
-    state: ConversationState
-    doc: Document
-    version: tuple[int, int]
-    turns: int  # messages_total of the snapshot
-    base: int  # messages_total of the last save known to have landed
-    pending: tuple[Pending, ...]
-    evict: bool
-
-
-def _size_of(state: ConversationState) -> int:
-    return state.memory_estimate_bytes
-
-
-class SessionManager:
+class SessionManager(Evictions):
     """LRU + idle eviction of ConversationStates to a store, under count and byte budgets.
 
     ``store=None`` uses the default SQLite file in the Jupyter data directory;
@@ -92,7 +74,9 @@ class SessionManager:
         if max_sessions < 1:
             raise ValueError("max_sessions must be at least 1")
         if max_memory_bytes < defaults.MIN_MEMORY_BYTES:
-            raise ValueError("max_memory_bytes must be at least 64 KiB")
+            raise ValueError(
+                f"max_memory_bytes must be at least {defaults.MIN_MEMORY_BYTES // 1024} KiB"
+            )
         if idle_timeout is not None and idle_timeout <= 0:
             raise ValueError("idle_timeout must be positive seconds, or None to disable it")
         if store is None:
@@ -112,16 +96,13 @@ class SessionManager:
         self.retry_after = retry_after
         self.lock = threading.RLock()  # the StateOwner lock, shared with every state
         self._io_lock = threading.Lock()  # serialises store writes and deletes
-        self._live: OrderedDict[str, ConversationState] = OrderedDict()
+        self._live = LiveSessions()
         self._known: weakref.WeakValueDictionary[str, ConversationState] = (
             weakref.WeakValueDictionary()
         )
-        self._bytes = 0
-        self._largest: LargestSessions[ConversationState] = LargestSessions(_size_of)
         self._counters = dict.fromkeys(COUNTERS, 0)
         self._saving = 0
         self._deletions = 0  # bumped by delete: a restore that raced one loads again
-        self._backoff: dict[str, float] = {}  # per-document failures (live ids only)
         self._oversize_warned = False
         self._store_down_until = 0.0
         self.last_store_error: str | None = None
@@ -130,11 +111,7 @@ class SessionManager:
     # ------------------------------------------------- StateOwner (state.py)
     def resized(self, state: ConversationState, delta: int) -> None:
         """A state changed size (lock held): O(1) total update and LRU touch."""
-        sid = state.session_id
-        if self._live.get(sid) is state:
-            self._bytes += delta
-            self._live.move_to_end(sid)
-            self._largest.consider(sid, state)
+        self._live.resized(state, delta)
 
     def committed(self, state: ConversationState, messages: Sequence[dict[str, Any]]) -> None:
         """Messages were appended (lock held). The hook for a durable per-turn log;
@@ -148,174 +125,12 @@ class SessionManager:
         self._load(state.session_id, create=False)
         self.enforce_budget()
 
-    def count(self, counter: str, amount: int = 1) -> None:
-        with self.lock:
-            self._counters[counter] += amount
-
-    # ---------------------------------------------------------------- budget
-    def enforce_budget(self) -> None:
-        """Apply the count, byte and idle budgets now (runs after every operation)."""
-        if not self._closed and self._over_budget():
-            self._evict_now()
-
-    def _over_budget(self) -> bool:
-        """A cheap hint (the decision is re-made under the lock): is there work?"""
-        live = self._live
-        if len(live) > self.max_sessions or self._bytes > self.max_memory_bytes:
-            if len(live) <= 1:  # the one session in use is never evicted to make room
-                self._warn_oversized()
-                return False
-            return time.time() >= self._store_down_until
-        self._oversize_warned = False
-        if self.idle_timeout is None or not live:
-            return False
-        with self.lock:
-            oldest = next(iter(live.values()), None)
-            return oldest is not None and oldest.last_access <= time.time() - self.idle_timeout
-
-    def _warn_oversized(self) -> None:
-        with self.lock:
-            if self._oversize_warned or self._bytes <= self.max_memory_bytes or not self._live:
-                return
-            self._oversize_warned = True
-            self._counters["oversized_sessions"] += 1
-            sid = next(reversed(self._live))
-        log.warning(
-            "session %r alone is larger than max_memory_bytes (%s > %s bytes): it stays in "
-            "memory, over budget; raise max_memory_bytes or lower max_recent_bytes",
-            sid,
-            f"{self._bytes:,}",
-            f"{self.max_memory_bytes:,}",
-        )
-
-    # -------------------------------------------------------------- eviction
-    def _evict_now(self, force: Iterable[str] = ()) -> list[_Write]:
-        """Snapshot and write victims; writes are serialised by ``_io_lock`` (never the
-        main lock), so each snapshot carries the revision of the previous save."""
-        with self._io_lock:
-            batch = self._select_victims(force)
-            for item in batch:
-                self._write(item)
-            return batch
-
-    def _select_victims(self, force: Iterable[str]) -> list[_Write]:
-        """Forced, idle, then LRU sessions until the budgets hold; the session in use
-        (most recent) is never chosen to make room. Nothing leaves ``_live`` here."""
-        with self.lock:
-            now = time.time()
-            if now < self._store_down_until:
-                return []
-            live = self._live
-            chosen = {sid: live[sid] for sid in force if sid in live}
-            if self.idle_timeout is not None:
-                horizon = now - self.idle_timeout
-                for sid, state in live.items():
-                    if state.last_access > horizon:
-                        break
-                    chosen.setdefault(sid, state)
-            count = len(live) - len(chosen)
-            nbytes = self._bytes - sum(s.memory_estimate_bytes for s in chosen.values())
-            in_use = next(reversed(live), None)
-            for sid, state in live.items():
-                if sid == in_use or (
-                    count <= self.max_sessions and nbytes <= self.max_memory_bytes
-                ):
-                    break
-                if sid not in chosen and self._backoff.get(sid, 0.0) <= now:
-                    chosen[sid] = state
-                    count -= 1
-                    nbytes -= state.memory_estimate_bytes
-            if count == 1 and nbytes > self.max_memory_bytes:
-                self._warn_oversized()
-            return [self._snapshot(state, evict=True) for state in chosen.values()]
-
-    def _snapshot(self, state: ConversationState, evict: bool) -> _Write:
-        """The document to save, stamped with a new write id (lock held)."""
-        doc = state.to_dict()
-        write_id = new_write_id()
-        with_write(doc, doc["writes"], write_id)
-        doc["revision"] = state.revision + 1
-        turns = state.messages_total
-        pending = (*state.pending, (write_id, turns))[-_PENDING_KEPT:]
-        state.pending = pending  # until confirmed: it may land even if we never hear back
-        self._saving += 1
-        return _Write(state, doc, state.version, turns, state.base_total, pending, evict)
-
-    def _write(self, item: _Write) -> bool:
-        """Store I/O without the lock; a failure keeps the session in memory."""
-        sid = item.state.session_id
-        try:
-            saved, _ = persist.save_merging(
-                self.store,
-                sid,
-                item.doc,
-                item.base,
-                item.pending,
-                self.policy.max_summary_chars,
-                lambda: self.count("conflicts_merged"),
-            )
-        except Exception as exc:  # any backend failure: keep the data, warn once
-            self._write_failed(item, exc)
-            return False
-        finally:
-            with self.lock:
-                self._saving -= 1
-        with self.lock:
-            self._written(item, saved)
-        return True
-
-    def _written(self, item: _Write, saved: Document) -> None:
-        """Book a landed save (lock held): unload an unchanged victim, or take in
-        the turns another writer added when the save had to merge."""
-        state, sid = item.state, item.state.session_id
-        if state.owner is not self:
-            return  # deleted meanwhile
-        merged = saved is not item.doc
-        state.revision = int(saved["revision"])
-        state.lineage = " ".join(writes_of(saved))
-        state.pending = ()
-        state.base_total = int(field(saved, "messages_total")) if merged else item.turns
-        self._backoff.pop(sid, None)
-        if item.evict and state.version == item.version and self._live.get(sid) is state:
-            del self._live[sid]
-            self._bytes -= state.memory_estimate_bytes
-            self._largest.discard(sid)
-            state.unload()
-            self._counters["evictions"] += 1
-        elif merged:
-            state.rebase(saved, item.turns)
-
-    def _write_failed(self, item: _Write, exc: Exception) -> None:
-        """A store outage pauses all writes for ``retry_after``; a failure of this one
-        document (it cannot be encoded, its stored copy is damaged, it kept
-        conflicting) only backs this session off, so the others still evict."""
-        sid = item.state.session_id
-        outage = isinstance(exc, StoreError) and not isinstance(
-            exc, (SessionConflictError, StoreCorruptError)
-        )
-        with self.lock:
-            self._counters["persist_failures"] += 1
-            first = self.last_store_error is None
-            self.last_store_error = f"{type(exc).__name__}: {exc}"
-            until = time.time() + self.retry_after
-            if outage:
-                self._store_down_until = until
-            elif sid in self._live:
-                self._backoff[sid] = until
-        if first:
-            log.warning(
-                "could not persist session %r (%s); sessions stay in memory, over budget, "
-                "and will be written when the store is back",
-                sid,
-                exc,
-            )
-
     # ---------------------------------------------------------------- access
     def get_or_create(self, session_id: str) -> ConversationState:
         """The session's state: live, restored from the store, or new and empty."""
         check_session_id(session_id)
         with self.lock:
-            state = self._touch(session_id)
+            state = self._live.touch(session_id)
         if state is None:
             state = self._load(session_id, create=True)
         self.enforce_budget()
@@ -325,7 +140,7 @@ class SessionManager:
         """Async twin of :meth:`get_or_create`; store I/O runs in a worker thread."""
         check_session_id(session_id)
         with self.lock:
-            state = self._touch(session_id)
+            state = self._live.touch(session_id)
         if state is not None:
             return state
         return await asyncio.to_thread(self.get_or_create, session_id)
@@ -333,20 +148,13 @@ class SessionManager:
     def get(self, session_id: str) -> ConversationState | None:
         """Like :meth:`get_or_create` but ``None`` for an id that exists nowhere."""
         with self.lock:
-            state = self._touch(session_id)
+            state = self._live.touch(session_id)
         if state is None:
             try:
                 state = self._load(session_id, create=False)
             except KeyError:
                 return None
         self.enforce_budget()
-        return state
-
-    def _touch(self, sid: str) -> ConversationState | None:
-        state = self._live.get(sid)
-        if state is not None:
-            self._live.move_to_end(sid)
-            state.last_access = time.time()
         return state
 
     def _load(self, sid: str, create: bool) -> ConversationState:
@@ -363,7 +171,7 @@ class SessionManager:
             return self._attach(sid, self.store.load(sid), create)
 
     def _attach(self, sid: str, doc: Document | None, create: bool) -> ConversationState:
-        state = self._touch(sid)
+        state = self._live.touch(sid)
         if state is not None:
             return state
         state = self._known.get(sid)
@@ -383,10 +191,8 @@ class SessionManager:
             self._counters["restores"] += 1
         state.attach(self)
         state.last_access = time.time()
-        self._live[sid] = state
+        self._live.add(state)
         self._known[sid] = state
-        self._bytes += state.memory_estimate_bytes
-        self._largest.consider(sid, state)
         return state
 
     def __contains__(self, session_id: object) -> bool:
@@ -410,14 +216,14 @@ class SessionManager:
             return 0
         with self.lock:
             horizon = time.time() - limit
-            idle = [sid for sid, st in self._live.items() if st.last_access <= horizon]
+            idle = [sid for sid, st in self._live.states.items() if st.last_access <= horizon]
         batch = self._evict_now(force=idle)
         return sum(1 for item in batch if not item.state.is_loaded)
 
     def compact_all(self) -> int:
         """Compact every live session that needs it; return how many were compacted."""
         with self.lock:
-            states = list(self._live.values())
+            states = list(self._live.states.values())
         summarizer = self.policy.summarizer or ExtractiveSummarizer()
         return sum(1 for st in states if st.needs_compaction() and st.compact(summarizer))
 
@@ -426,11 +232,7 @@ class SessionManager:
         A held reference becomes a standalone state that no longer belongs to this manager."""
         with self._io_lock:  # waits for an eviction writing this session
             with self.lock:
-                state = self._live.pop(session_id, None)
-                if state is not None:
-                    self._bytes -= state.memory_estimate_bytes
-                self._largest.discard(session_id)
-                self._backoff.pop(session_id, None)
+                state = self._live.remove(session_id)
                 held = state or self._known.get(session_id)
                 self._known.pop(session_id, None)
                 if held is not None:
@@ -443,7 +245,7 @@ class SessionManager:
         """Persist every live session without evicting it (used at shutdown)."""
         with self._io_lock:
             with self.lock:
-                items = [self._snapshot(state, evict=False) for state in self._live.values()]
+                items = [self._snapshot(s, evict=False) for s in self._live.states.values()]
             return sum(self._write(item) for item in items)
 
     def update_policy(self, **changes: Any) -> StatePolicy:
@@ -475,20 +277,21 @@ class SessionManager:
             copied = 0
             if migrate:
                 with self.lock:
-                    live = set(self._live)
+                    live = set(self._live.states)
                 merges = self.policy.max_summary_chars
                 copied = persist.migrate(
                     old, store, live, merges, lambda: self.count("conflicts_merged")
                 )
             with self.lock:
                 self.store = store
-                for state in self._live.values():  # nothing of them is in the new store yet
+                states = list(self._live.states.values())
+                for state in states:  # nothing of them is in the new store yet
                     state.revision = state.base_total = 0
                     state.lineage, state.pending = "", ()
                 self._store_down_until = 0.0
-                self._backoff.clear()
+                self._live.backoff.clear()
                 self.last_store_error = None
-                items = [self._snapshot(state, evict=False) for state in self._live.values()]
+                items = [self._snapshot(state, evict=False) for state in states]
             try:
                 for item in items:
                     self._write(item)
@@ -513,7 +316,7 @@ class SessionManager:
         """Counters and sizes; cheap enough for a dashboard tick."""
         with self.lock:
             counters = dict(self._counters)
-            live, saving, nbytes = len(self._live), self._saving, self._bytes
+            live, saving, nbytes = len(self._live), self._saving, self._live.nbytes
             error = self.last_store_error
         persisted: int | None = None
         if time.time() >= self._store_down_until:  # do not wait on a store known to be down
@@ -540,14 +343,14 @@ class SessionManager:
     def largest_sessions(self, n: int = 10) -> list[dict[str, Any]]:
         """The ``n`` largest live sessions (``SessionInfo`` fields); O(n + K), not O(sessions)."""
         with self.lock:
-            return [s.info().as_dict() for s in self._largest.top(n, self._live)]
+            return [s.info().as_dict() for s in self._live.top(n)]
 
     def list_sessions(self) -> list[dict[str, Any]]:
         """Every session, live ones first (``SessionInfo`` fields), then those only in
         the store (``session_id`` and ``in_memory``)."""
         with self.lock:
-            live = [s.info().as_dict() for s in reversed(self._live.values())]
-            seen = set(self._live)
+            live = [s.info().as_dict() for s in reversed(self._live.states.values())]
+            seen = set(self._live.states)
         stored = [
             {"session_id": sid, "in_memory": False}
             for sid in self.store.list_ids()
@@ -558,7 +361,12 @@ class SessionManager:
     def live_ids(self) -> list[str]:
         """Ids of the sessions in memory, least recently used first."""
         with self.lock:
-            return list(self._live)
+            return list(self._live.states)
+
+    def live_states(self) -> list[ConversationState]:
+        """The sessions in memory, least recently used first."""
+        with self.lock:
+            return list(self._live.states.values())
 
     def __len__(self) -> int:
         with self.lock:
@@ -566,6 +374,6 @@ class SessionManager:
 
     def __repr__(self) -> str:
         return (
-            f"<SessionManager {len(self._live)} live sessions, ~{self._bytes:,} of "
+            f"<SessionManager {len(self._live)} live sessions, ~{self._live.nbytes:,} of "
             f"{self.max_memory_bytes:,} bytes, store={self.store!r}>"
         )

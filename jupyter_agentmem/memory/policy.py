@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,11 @@ class StatePolicy:
             raise ValueError("keep_fraction must be in (0, 1]")
         if self.max_recent_tokens is not None and self.token_counter is None:
             raise ValueError(f"max_recent_tokens needs a token_counter: {TOKEN_COUNTER_HINT}")
+
+    def with_overrides(self, **changes: Any) -> StatePolicy:
+        """This policy with the changes that are not None (itself when there are none)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return dataclasses.replace(self, **changes) if changes else self
 
     def get_truncator(self) -> ToolOutputTruncator:
         if self.truncator is not None:

@@ -81,17 +81,7 @@ def json_size(value: Any, path: str = "message", depth: int = 0) -> int:
             total += json_size(item, path, depth + 1)
         return total
     if kind is int:
-        if -5 <= value <= 256:
-            return 0
-        if value.bit_length() > _BIG_INT_BITS:
-            try:
-                str(value)
-            except ValueError:
-                raise InvalidMessageError(
-                    f"{path} holds an int of more than {sys.get_int_max_str_digits():,} "
-                    "digits, which cannot be written as JSON; convert it to str"
-                ) from None
-        return _getsizeof(value)
+        return _int_size(value, path)
     if kind is bool or value is None:
         return 0
     if kind is float:
@@ -103,6 +93,20 @@ def json_size(value: Any, path: str = "message", depth: int = 0) -> int:
         f"{path} holds a {kind.__name__}, which is not JSON ({hint}); "
         "messages must be JSON so evicted sessions can be stored and restored exactly"
     )
+
+
+def _int_size(value: int, path: str) -> int:
+    if -5 <= value <= 256:
+        return 0  # cached by the interpreter
+    if value.bit_length() > _BIG_INT_BITS:
+        try:
+            str(value)
+        except ValueError:
+            raise InvalidMessageError(
+                f"{path} holds an int of more than {sys.get_int_max_str_digits():,} "
+                "digits, which cannot be written as JSON; convert it to str"
+            ) from None
+    return _getsizeof(value)
 
 
 def message_size(message: Any) -> int:

@@ -8,21 +8,12 @@ assistant's ``tool_calls`` from the ``tool`` results that answer them.
 
 State and owner. A state is a value that may have one owner (a
 :class:`~jupyter_agentmem.memory.manager.SessionManager`) behind the small
-:class:`StateOwner` protocol; neither touches the other's private attributes.
-The owner can *evict* a state: its content goes to a store and the object
-becomes hollow (:meth:`ConversationState.unload`). Any later use of the same
-object transparently asks the owner to restore it, so a reference held in a
-notebook variable never swallows a message and never pins memory.
-
-The lock story, in one place. A standalone state guards itself with its own
-``RLock``. :meth:`ConversationState.attach` makes it share its owner's
-``RLock`` instead (one lock per manager: a state's content and the manager's
-books change together and there is no lock order to get wrong);
-:meth:`~ConversationState.detach` gives it a fresh one. Code that takes
-``state.lock`` re-checks after acquiring it, since attach/detach may swap it.
-Every read or change of a state's content happens under that lock; store I/O,
-summarizers and model calls never run while it is held, and the owner's
-callbacks say whether they are called with it held.
+:class:`~jupyter_agentmem.memory.owner.StateOwner` protocol; ``owner.py`` also
+tells the lock story. The owner can *evict* a state: its content goes to a
+store and the object becomes hollow (:meth:`ConversationState.unload`). Any
+later use of the same object transparently asks the owner to restore it, so a
+reference held in a notebook variable never swallows a message and never pins
+memory.
 """
 
 from __future__ import annotations
@@ -34,13 +25,14 @@ import time
 from array import array
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from jupyter_agentmem.errors import InvalidMessageError, StoreCorruptError, SummarizerError
+from jupyter_agentmem.errors import StoreCorruptError, SummarizerError
 
-from .compaction import Fold, Window, bounded, checked_summary, fold_failed, split_point
+from .compaction import Compacting
 from .defaults import SUMMARY_PREFIX
-from .document import FORMAT_VERSION, Document, field, merge_documents
+from .document import FORMAT_VERSION, Document, field, merge_documents, parse_document
+from .owner import StateOwner, check_session_id
 from .policy import DEFAULT_POLICY, StatePolicy
 from .sizing import escape_surrogates, message_size, text_size
 from .stats import SessionInfo
@@ -55,29 +47,7 @@ Message = dict[str, Any]
 _NO_PENDING: tuple[tuple[str, int], ...] = ()
 
 
-class StateOwner(Protocol):
-    """What a state asks of the manager that owns it (see the module docstring)."""
-
-    lock: threading.RLock  # shared by the owner and all its states
-
-    def resized(self, state: ConversationState, delta: int) -> None:
-        """The state's byte estimate changed by ``delta`` (lock held)."""
-
-    def committed(self, state: ConversationState, messages: Sequence[Message]) -> None:
-        """``messages`` were appended to the state (lock held): the one place a
-        finished message is committed, for a durable per-turn log."""
-
-    def settle(self) -> None:
-        """A public operation finished: apply the budgets (lock not held)."""
-
-    def restore(self, state: ConversationState) -> None:
-        """The state is hollow and being used: fill it from the store (lock not held)."""
-
-    def count(self, counter: str, amount: int) -> None:
-        """Add ``amount`` to one of the owner's counters (lock not held)."""
-
-
-class ConversationState:
+class ConversationState(Compacting):
     """Summary + recent messages of one session, with incremental byte accounting.
 
     ``messages_total`` counts every message ever added, ``turns`` the user
@@ -88,20 +58,11 @@ class ConversationState:
     __slots__ = (
         "__weakref__",
         "_bytes",
-        "_generation",
         "_lock",
-        "_messages",
         "_owner",
-        "_sizes",
-        "_summary",
-        "_tokens",
-        "_window_bytes",
-        "_window_tokens",
         "base_total",
-        "compactions",
         "created_at",
         "last_access",
-        "last_error",
         "lineage",
         "messages_total",
         "pending",
@@ -123,17 +84,12 @@ class ConversationState:
         policy: StatePolicy | None = None,
     ) -> None:
         self.session_id = check_session_id(session_id)
-        base = policy or DEFAULT_POLICY
-        overrides: dict[str, Any] = {}
-        if max_recent is not None:
-            overrides["max_recent"] = max_recent
-        if max_recent_bytes is not None:
-            overrides["max_recent_bytes"] = max_recent_bytes
-        if max_summary_chars is not None:
-            overrides["max_summary_chars"] = max_summary_chars
-        if summarizer is not None:
-            overrides["summarizer"] = summarizer
-        self.policy = StatePolicy(**{**base.__dict__, **overrides}) if overrides else base
+        self.policy = (policy or DEFAULT_POLICY).with_overrides(
+            max_recent=max_recent,
+            max_recent_bytes=max_recent_bytes,
+            max_summary_chars=max_summary_chars,
+            summarizer=summarizer,
+        )
         self._summary = ""
         self._messages: list[Message] | None = []
         self._sizes = array("q")
@@ -357,94 +313,6 @@ class ConversationState:
         with self._loaded() as messages:
             return len(messages)
 
-    # ------------------------------------------------------------- compaction
-    def needs_compaction(self) -> bool:
-        """True when the recent window is over its count, byte or token budget."""
-        messages = self._messages
-        if messages is None:
-            return False
-        policy = self.policy
-        return (
-            len(messages) > policy.max_recent
-            or self._window_bytes > policy.max_recent_bytes
-            or (
-                policy.max_recent_tokens is not None
-                and self._window_tokens > policy.max_recent_tokens
-            )
-        )
-
-    def _begin_compaction(self, summarizer: Summarizer | None) -> Fold | None:
-        """Pick the messages to fold (under the lock); None when there is nothing to do."""
-        chosen = summarizer or self.policy.summarizer
-        if chosen is None:
-            raise SummarizerError("compaction needs a summarizer, e.g. ExtractiveSummarizer()")
-        with self._loaded() as messages:
-            window = Window(self._sizes, self._tokens, self._window_bytes, self._window_tokens)
-            k = split_point(messages, window, self.policy)
-            if k == 0:
-                return None
-            limit = self.policy.max_summary_chars
-            return Fold(chosen, k, messages[:k], self._summary, self._generation, limit)
-
-    def _end_compaction(self, fold: Fold, result: object) -> bool:
-        """Check and bound the new summary, apply it unless the state changed meanwhile."""
-        try:
-            summary = bounded(checked_summary(result), fold.summarizer, fold.limit)
-        except Exception as exc:
-            raise self._failed(exc, fold.batch) from exc
-        with self._lock:
-            if self._generation != fold.generation or self._messages is None:
-                return False  # evicted, restored or compacted meanwhile: try again later
-            k = fold.k
-            del self._messages[:k]
-            self._window_bytes -= sum(self._sizes[:k])
-            del self._sizes[:k]
-            if self._tokens:
-                self._window_tokens -= sum(self._tokens[:k])
-                del self._tokens[:k]
-            self._summary = summary
-            self.compactions += 1
-            self.last_error = None
-            self._generation += 1
-            self._changed()
-        if self._owner is not None:
-            self._owner.count("compactions", 1)
-            self._owner.settle()
-        return True
-
-    def _failed(self, exc: Exception, batch: list[Message]) -> SummarizerError:
-        self.last_error = fold_failed(self.session_id, exc, batch)
-        if isinstance(exc, SummarizerError):
-            return exc
-        return SummarizerError(f"summarizer failed, messages kept: {self.last_error}")
-
-    def compact(self, summarizer: Summarizer | None = None) -> bool:
-        """Fold the oldest messages into the summary; return whether anything was folded.
-
-        The summarizer runs without any lock held (it may call a model). If it
-        raises or returns something that is not storable text, nothing changes
-        and :class:`SummarizerError` is raised.
-        """
-        fold = self._begin_compaction(summarizer)
-        if fold is None:
-            return False
-        try:
-            result: object = fold.summarizer.summarize(fold.batch, fold.previous, fold.limit)
-        except Exception as exc:
-            raise self._failed(exc, fold.batch) from exc
-        return self._end_compaction(fold, result)
-
-    async def acompact(self, summarizer: Summarizer | None = None) -> bool:
-        """Async twin of :meth:`compact` (awaits ``summarizer.asummarize``)."""
-        fold = self._begin_compaction(summarizer)
-        if fold is None:
-            return False
-        try:
-            result: object = await fold.summarizer.asummarize(fold.batch, fold.previous, fold.limit)
-        except Exception as exc:
-            raise self._failed(exc, fold.batch) from exc
-        return self._end_compaction(fold, result)
-
     # ---------------------------------------------------------- serialisation
     def to_dict(self) -> Document:
         """A JSON document with everything needed to restore this session exactly."""
@@ -477,32 +345,14 @@ class ConversationState:
 
     def load_document(self, data: Document) -> None:
         """Replace the content with a document's (lock held, or the object private)."""
-        if data.get("format") != FORMAT_VERSION:
-            raise StoreCorruptError(
-                f"session {self.session_id!r}: unknown document format {data.get('format')!r}; "
-                "was it written by a newer jupyter-agentmem?"
-            )
-        messages = data.get("messages")
-        summary = data.get("summary", "")
-        if not isinstance(messages, list) or not isinstance(summary, str):
-            raise StoreCorruptError(f"session {self.session_id!r}: damaged messages or summary")
-        try:
-            sizes = array("q", (message_size(m) for m in messages))
-            tokens = self.policy.count_tokens(messages)
-            counters = _counters(data, messages)
-        except (InvalidMessageError, TypeError, ValueError) as exc:
-            raise StoreCorruptError(f"session {self.session_id!r}: {exc}") from exc
-        self._messages = messages
-        self._sizes = sizes
-        self._window_bytes = sum(sizes)
-        self._tokens = array("q", tokens or ())
-        self._window_tokens = sum(self._tokens)
-        self._summary = summary
-        (self.messages_total, self.turns, self.compactions, self.truncated_chars_saved) = counters[
-            :4
-        ]
-        self.created_at, self.last_access, self.revision = counters[4:]
-        self.lineage = " ".join(w for w in data.get("writes", ()) if isinstance(w, str))
+        doc = parse_document(data, self.session_id, self.policy)
+        self._messages, self._sizes, self._tokens = doc.messages, doc.sizes, doc.tokens
+        self._window_bytes, self._window_tokens = sum(doc.sizes), sum(doc.tokens)
+        self._summary = doc.summary
+        self.messages_total, self.turns = doc.messages_total, doc.turns
+        self.compactions, self.truncated_chars_saved = doc.compactions, doc.truncated_chars_saved
+        self.created_at, self.last_access = doc.created_at, doc.last_access
+        self.revision, self.lineage = doc.revision, doc.lineage
         self.base_total = self.messages_total
         self.pending = _NO_PENDING
         self._generation += 1
@@ -564,36 +414,3 @@ class ConversationState:
             f"summary {len(self._summary)} chars, {self.turns} turns "
             f"({self.messages_total} messages), ~{self._bytes:,} B>"
         )
-
-
-def check_session_id(session_id: object) -> str:
-    """A session id every store can key by: a non-empty str of valid UTF-8."""
-    if not isinstance(session_id, str) or not session_id:
-        raise ValueError("session_id must be a non-empty str")
-    if not session_id.isascii():
-        try:
-            session_id.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(
-                f"session_id {session_id!r} holds a lone surrogate, which stores cannot "
-                "write as UTF-8; use printable text"
-            ) from None
-    return session_id
-
-
-def _counters(data: Document, messages: list[Message]) -> tuple[Any, ...]:
-    """The counters of a document, old field names included; raises on bad values."""
-    total = int(field(data, "messages_total", len(messages)))
-    turns = data.get("turns")
-    if turns is None:  # written before user turns were counted
-        turns = sum(m.get("role") == "user" for m in messages if isinstance(m, dict))
-    created = float(data.get("created_at", time.time()))
-    return (
-        total,
-        int(turns),
-        int(data.get("compactions", 0)),
-        int(field(data, "truncated_chars_saved")),
-        created,
-        float(data.get("last_access", created)),
-        int(data.get("revision", 0)),
-    )

@@ -21,6 +21,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 
 from jupyter_agentmem.errors import AgentMemError
+from jupyter_agentmem.memory.defaults import MIN_MEMORY_BYTES
 from jupyter_agentmem.watch.dashboard import fmt_bytes, format_text, html_table, text_table
 
 if TYPE_CHECKING:
@@ -123,7 +124,7 @@ def apply_limits(
         limit = None if mem_limit is None else parse_size(mem_limit)
     except ValueError as exc:
         raise MemoryCommandError(str(exc)) from None
-    if (values["max_memory_bytes"] or 1 << 20) < 64 * 1024:
+    if (values["max_memory_bytes"] or 1 << 20) < MIN_MEMORY_BYTES:
         raise MemoryCommandError("--max-memory must be at least 64KiB, e.g. 256MB")
     set_values(context, {k: v for k, v in values.items() if v is not None})
     if limit is not None:  # 0 means "no MEM_LIMIT", as in jupyter-resource-usage

@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from jupyter_agentmem.memory.defaults import SUMMARY_PREFIX as _MEMORY_SUMMARY_PREFIX
+
 __all__ = [
     "SUMMARY_PREFIX",
     "SWITCH_HINT",
@@ -32,7 +34,7 @@ __all__ = [
 ]
 
 #: A system message starting with this marks a compacted (summarised) history.
-SUMMARY_PREFIX = "Summary of earlier conversation"
+SUMMARY_PREFIX = _MEMORY_SUMMARY_PREFIX.rstrip(":\n")
 
 #: The one-line switch to a real model, repeated in every demo answer.
 SWITCH_HINT = (
