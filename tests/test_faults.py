@@ -94,8 +94,7 @@ def contents(state: ConversationState) -> list[str]:
 
 
 def estimated(m: SessionManager) -> int:
-    stats: Any = m.stats()
-    return int(stats["estimated_bytes"] if isinstance(stats, dict) else stats.estimated_bytes)
+    return m.stats().estimated_bytes
 
 
 def books_balance(m: SessionManager) -> bool:

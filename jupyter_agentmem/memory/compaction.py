@@ -163,7 +163,7 @@ class Compacting:
         policy: StatePolicy
         session_id: str
         _lock: threading.RLock
-        _owner: StateOwner | None
+        _owner: StateOwner[Any] | None
 
         def _loaded(self) -> AbstractContextManager[list[Message]]: ...
         def _changed(self) -> None: ...

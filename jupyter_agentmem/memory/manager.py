@@ -147,6 +147,7 @@ class SessionManager(Evictions):
 
     def get(self, session_id: str) -> ConversationState | None:
         """Like :meth:`get_or_create` but ``None`` for an id that exists nowhere."""
+        check_session_id(session_id)
         with self.lock:
             state = self._live.touch(session_id)
         if state is None:
@@ -199,7 +200,11 @@ class SessionManager(Evictions):
         with self.lock:
             if session_id in self._live:
                 return True
-        return isinstance(session_id, str) and self.store.load(session_id) is not None
+        try:
+            sid = check_session_id(session_id)
+        except ValueError:
+            return False  # no store can hold it
+        return self.store.load(sid) is not None
 
     # ------------------------------------------------------------ operations
     def evict(self, session_id: str) -> bool:
@@ -230,6 +235,7 @@ class SessionManager(Evictions):
     def delete(self, session_id: str) -> bool:
         """Forget a session everywhere (memory and store); it wins over a save in flight.
         A held reference becomes a standalone state that no longer belongs to this manager."""
+        check_session_id(session_id)
         with self._io_lock:  # waits for an eviction writing this session
             with self.lock:
                 state = self._live.remove(session_id)

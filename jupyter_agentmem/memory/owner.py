@@ -23,30 +23,28 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
-
-if TYPE_CHECKING:
-    from .state import ConversationState
+from typing import Any, Protocol, TypeVar
 
 Message = dict[str, Any]
+S = TypeVar("S", contravariant=True)  # the state type (generic, so no import of state.py)
 
 
-class StateOwner(Protocol):
+class StateOwner(Protocol[S]):
     """What a state asks of the manager that owns it."""
 
     lock: threading.RLock  # shared by the owner and all its states
 
-    def resized(self, state: ConversationState, delta: int) -> None:
+    def resized(self, state: S, delta: int) -> None:
         """The state's byte estimate changed by ``delta`` (lock held)."""
 
-    def committed(self, state: ConversationState, messages: Sequence[Message]) -> None:
+    def committed(self, state: S, messages: Sequence[Message]) -> None:
         """``messages`` were appended to the state (lock held): the one place a
         finished message is committed, for a durable per-turn log."""
 
     def settle(self) -> None:
         """A public operation finished: apply the budgets (lock not held)."""
 
-    def restore(self, state: ConversationState) -> None:
+    def restore(self, state: S) -> None:
         """The state is hollow and being used: fill it from the store (lock not held)."""
 
     def count(self, counter: str, amount: int) -> None:

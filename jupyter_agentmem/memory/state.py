@@ -25,7 +25,7 @@ import time
 from array import array
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jupyter_agentmem.errors import StoreCorruptError, SummarizerError
 
@@ -37,9 +37,6 @@ from .policy import DEFAULT_POLICY, StatePolicy
 from .sizing import escape_surrogates, message_size, text_size
 from .stats import SessionInfo
 from .summarize import Summarizer
-
-if TYPE_CHECKING:
-    from .truncate import ToolOutputTruncator  # noqa: F401
 
 __all__ = ["FORMAT_VERSION", "ConversationState", "StateOwner", "StatePolicy", "merge_documents"]
 
@@ -102,12 +99,12 @@ class ConversationState(Compacting):
         self.pending = _NO_PENDING
         self.last_error: str | None = None
         self._generation = 0
-        self._owner: StateOwner | None = None
+        self._owner: StateOwner[ConversationState] | None = None
         self._lock: threading.RLock = threading.RLock()
         self._bytes = self._estimate()
 
     # ------------------------------------------------------------- ownership
-    def attach(self, owner: StateOwner) -> None:
+    def attach(self, owner: StateOwner[ConversationState]) -> None:
         """Belong to ``owner`` and share its lock (call with ``owner.lock`` held)."""
         self._owner = owner
         self._lock = owner.lock
@@ -118,7 +115,7 @@ class ConversationState(Compacting):
         self._lock = threading.RLock()
 
     @property
-    def owner(self) -> StateOwner | None:
+    def owner(self) -> StateOwner[ConversationState] | None:
         return self._owner
 
     @property
