@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from jupyter_agentmem import ConversationState, SessionManager, StatePolicy, Summarizer
@@ -205,17 +205,20 @@ def _check(m: SessionManager, model: Model, maybe_deleted: set[str]) -> None:
         assert state is not None
         assert contents(state) == texts, sid
     assert books_balance(m)
+    assert m.stats().sessions_saving == 0  # no write left counted after an interrupt
 
 
 @settings(
-    max_examples=150,
+    max_examples=300,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-@given(ops=OPS, point=st.integers(0, 40), after=st.booleans())
+@given(ops=OPS, data=st.data(), point=st.integers(0, 2), after=st.booleans())
 def test_ctrl_c_at_any_store_call_loses_and_duplicates_nothing(
-    ops: list[Op], point: int, after: bool
+    ops: list[Op], data: st.DataObject, point: int, after: bool
 ) -> None:
+    """Ctrl-C before or after the ``point``-th store call of one operation."""
+    at = data.draw(st.integers(0, len(ops) - 1), label="interrupted operation")
     store = FaultStore(MemoryStore())
     target = FaultStore(MemoryStore())
     m = manager_on(store, max_sessions=2)
@@ -225,16 +228,14 @@ def test_ctrl_c_at_any_store_call_loses_and_duplicates_nothing(
         text = model.message(sid)
         m.get_or_create(sid).add_message(u(text))
         model.expected.setdefault(sid, []).append(text)
-    base = store.calls
     store.interrupt_at = target.interrupt_at = None
     maybe_deleted: set[str] = set()
     armed = [store, target]
     for fs in armed:
         fs.interrupt_after = after
-    interrupted = False
-    for name, sid in ops:
+    for index, (name, sid) in enumerate(ops):
         for fs in armed:  # one interrupt per example, at the chosen store call
-            fs.interrupt_at = None if interrupted else point + (base if fs is store else 0)
+            fs.interrupt_at = fs.calls + point if index == at else None
         try:
             if name == "add":  # restores and evicts; the message goes in before eviction
                 text = model.message(sid)
@@ -260,7 +261,7 @@ def test_ctrl_c_at_any_store_call_loses_and_duplicates_nothing(
             elif name == "replace" and m.store is store:
                 m.replace_store(target)
         except KeyboardInterrupt:
-            interrupted = True
+            event(f"Ctrl-C during {name}")
             for fs in armed:
                 fs.interrupt_at = None
             if name == "add" and sid in model.expected:

@@ -133,12 +133,13 @@ class Evictions:
         turns = state.messages_total
         pending = (*state.pending, (write_id, turns))[-_PENDING_KEPT:]
         state.pending = pending  # until confirmed: it may land even if we never hear back
-        self._saving += 1
         return _Write(state, doc, state.version, turns, state.base_total, pending, evict)
 
     def _write(self, item: _Write) -> bool:
         """Store I/O without the lock; a failure keeps the session in memory."""
         sid = item.state.session_id
+        with self.lock:
+            self._saving += 1
         try:
             saved, _ = persist.save_merging(
                 self.store,
