@@ -219,9 +219,9 @@ class Agent:
         if endpoint.is_demo:
             with self._lock:
                 if self._demo is None:
-                    from jupyter_agentmem.testing import FakeModelServer
+                    from jupyter_agentmem.demo import DemoServer
 
-                    self._demo = FakeModelServer(demo_delay=self.config.demo_delay).start()
+                    self._demo = DemoServer(delay=self.config.demo_delay).start()
                 return str(self._demo.base_url)
         return endpoint.base_url or None
 

@@ -44,8 +44,6 @@ from .summarize import ExtractiveSummarizer, Summarizer
 
 log = logging.getLogger(__name__)
 
-MiB = defaults.MiB
-
 
 class SessionManager(Evictions):
     """LRU + idle eviction of ConversationStates to a store, under count and byte budgets.

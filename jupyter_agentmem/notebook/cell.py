@@ -10,7 +10,7 @@ from jupyter_agentmem.agent.chat import DEMO_NOTICE, ModelError
 from .render import AgentAnswer, CellRenderer
 
 if TYPE_CHECKING:
-    from .extension import KernelContext
+    from .context import KernelContext
 
 
 def run_agent_cell(

@@ -25,9 +25,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from jupyter_agentmem.demo.reply import content_text
 from jupyter_agentmem.errors import AgentMemError
-
-from .demo import content_text
 
 __all__ = [
     "FORWARDED_HEADERS",
