@@ -73,6 +73,8 @@ class Evictions:
         if not self._closed and self._over_budget():
             self._evict_now()
 
+    settle = enforce_budget  # StateOwner: a public operation of a state finished
+
     def _over_budget(self) -> bool:
         """A cheap hint (the decision is re-made under the lock): is there work?"""
         live = self._live

@@ -52,12 +52,14 @@ def escape_surrogates(text: str) -> str:
 def json_size(value: Any, path: str = "message", depth: int = 0) -> int:
     """Estimated heap bytes of a JSON value; raises if it is not JSON-shaped.
 
-    Being strict here (no tuples, sets, NaN or non-str keys) is what lets a
-    session round-trip through SQLite or Redis byte-for-byte later on.
+    Being strict here (no tuples, sets, NaN, non-str keys, lone surrogates or
+    giant ints) is what lets a session round-trip through SQLite or Redis
+    byte-for-byte later on. The common cases (ASCII text) take the fast paths.
     """
     kind = type(value)
     if kind is str:
-        check_text(value, path)
+        if not value.isascii():
+            check_text(value, path)
         return _getsizeof(value)
     if kind is dict:
         if depth >= _MAX_DEPTH:
@@ -68,10 +70,14 @@ def json_size(value: Any, path: str = "message", depth: int = 0) -> int:
                 raise InvalidMessageError(
                     f"{path} has a {type(key).__name__} key {key!r}: JSON keys must be str"
                 )
-            check_text(key, f"{path} key")
+            if not key.isascii():
+                check_text(key, f"{path} key")
             if len(key) > _SHARED_MAX_LEN:
                 total += _getsizeof(key)
-            total += json_size(item, path, depth + 1)
+            if type(item) is str and item.isascii():
+                total += _getsizeof(item)
+            else:
+                total += json_size(item, path, depth + 1)
         return total
     if kind is list:
         if depth >= _MAX_DEPTH:
@@ -80,10 +86,14 @@ def json_size(value: Any, path: str = "message", depth: int = 0) -> int:
         for item in value:
             total += json_size(item, path, depth + 1)
         return total
+    if value is None or kind is bool:
+        return 0
+    return _scalar_size(value, kind, path)
+
+
+def _scalar_size(value: Any, kind: type, path: str) -> int:
     if kind is int:
         return _int_size(value, path)
-    if kind is bool or value is None:
-        return 0
     if kind is float:
         if not math.isfinite(value):
             raise InvalidMessageError(f"{path} holds {value!r}, which JSON cannot represent")

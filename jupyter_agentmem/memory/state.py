@@ -249,8 +249,12 @@ class ConversationState(Compacting):
             self._owner.count("truncated_chars_saved", saved_chars)
 
     def _append(self, batch: list[Message], sizes: list[int], auto_compact: bool = True) -> None:
-        tokens = self.policy.count_tokens(batch)  # checked before anything changes
-        users = sum(m.get("role") == "user" for m in batch)
+        policy = self.policy  # token counts are checked before anything changes
+        tokens = policy.count_tokens(batch) if policy.token_counter is not None else None
+        users = 0
+        for message in batch:
+            if message.get("role") == "user":
+                users += 1
         window, lock = self._acquire()
         try:
             window.extend(batch)
