@@ -29,9 +29,16 @@ from typing import Any
 
 from jupyter_agentmem.errors import StoreCorruptError, SummarizerError
 
-from .compaction import Compacting
+from .compaction import Compacting, require_open_call
 from .defaults import SUMMARY_PREFIX
-from .document import FORMAT_VERSION, Document, field, merge_documents, parse_document
+from .document import (
+    FORMAT_VERSION,
+    Document,
+    count_user_turns,
+    field,
+    merge_documents,
+    parse_document,
+)
 from .owner import StateOwner, check_session_id
 from .policy import DEFAULT_POLICY, StatePolicy
 from .sizing import escape_surrogates, message_size, text_size
@@ -166,6 +173,11 @@ class ConversationState(Compacting):
         return self.messages_total
 
     @property
+    def user_turns(self) -> int:
+        """Another name of :attr:`turns` (user messages)."""
+        return self.turns
+
+    @property
     def truncated_bytes_saved(self) -> int:
         """Deprecated name of :attr:`truncated_chars_saved` (it always counted chars)."""
         return self.truncated_chars_saved
@@ -279,8 +291,12 @@ class ConversationState(Compacting):
         Truncating *before* storing is what keeps a 10 MB tool result from ever
         entering the session. Text no store could write (file names that are not
         UTF-8) is kept with each lone surrogate escaped as ``\\udcff``. Returns the
-        stored message.
+        stored message. The call must come first (the API rejects a ``tool``
+        message without it): raises :class:`InvalidMessageError` unless
+        ``tool_call_id`` is an unanswered call of the last assistant message.
         """
+        with self._loaded() as messages:
+            require_open_call(messages, tool_call_id)
         result = self.policy.get_truncator().truncate_ex(output)
         text = escape_surrogates(result.text)
         message: Message = {"role": "tool", "tool_call_id": tool_call_id, "content": text}
@@ -369,7 +385,7 @@ class ConversationState(Compacting):
         extra = self.messages_total - since
         newer = messages[len(messages) - extra :] if extra > 0 else []
         total = int(field(saved, "messages_total"))
-        users = sum(m.get("role") == "user" for m in newer)
+        users = count_user_turns(newer)
         self.load_document(
             dict(
                 saved,
