@@ -108,14 +108,14 @@ def test_renew_keeps_it_and_expiry_lets_another_instance_take_over(
     leases: Callable[[float], tuple[Lease, Lease]],
 ) -> None:
     async def scenario() -> None:
-        a, b = leases(0.4)
+        a, b = leases(1.0)  # generous: a loaded CI box must not make it flaky
         ta, tb = new_token("A"), new_token("B")
         assert await a.acquire("s", ta)
-        for _ in range(4):  # 0.8 s in all, twice the TTL: renewals keep it
-            await asyncio.sleep(0.2)
+        for _ in range(5):  # 1.5 s in all, longer than the TTL: renewals keep it
+            await asyncio.sleep(0.3)
             assert await a.renew("s", ta)
             assert not await b.acquire("s", tb)
-        await asyncio.sleep(0.5)  # A "died": no renewal
+        await asyncio.sleep(1.3)  # A "died": no renewal
         assert await b.holder("s") is None
         assert await b.acquire("s", tb)
         assert not await a.renew("s", ta) and not await a.release("s", ta)  # too late
@@ -128,12 +128,12 @@ def test_keeper_renews_while_running_and_reports_a_lost_lease(
     leases: Callable[[float], tuple[Lease, Lease]],
 ) -> None:
     async def scenario() -> None:
-        a, b = leases(0.3)
+        a, b = leases(1.2)  # renewed every 0.4 s
         ta, tb = new_token("A"), new_token("B")
         assert await a.acquire("s", ta)
         lost: list[bool] = []
         keeper = asyncio.create_task(keep_renewed(a, "s", ta, lambda: lost.append(True)))
-        await asyncio.sleep(0.9)  # three TTLs
+        await asyncio.sleep(3.0)  # 2.5 TTLs
         assert not await b.acquire("s", tb) and not lost
         assert await b.holder("s") == ta
         # Enqueue semantics: B waits and gets it as soon as A releases.
