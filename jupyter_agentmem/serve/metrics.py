@@ -32,7 +32,7 @@ class ServedCollector(Collector):
         self.served = served
 
     def collect(self) -> Iterator[Metric]:
-        stats = self.served.manager.stats()
+        stats = self.served.manager.stats().as_dict()
         yield _gauge("sessions_in_memory", "Live sessions.", stats["sessions_in_memory"])
         persisted = stats.get("sessions_persisted")
         if persisted is not None:

@@ -70,7 +70,7 @@ def session_view(srv: Served, who: str, session: str) -> dict[str, Any]:
 
 def stats(srv: Served) -> dict[str, Any]:
     return {
-        "manager": srv.manager.stats(),
+        "manager": srv.manager.stats().as_dict(),
         "memory": dict(srv.monitor.check()),
         "runs": {
             **srv.runs.counts,
