@@ -26,7 +26,8 @@ from typing import Any
 from jupyter_agentmem.errors import SessionConflictError, StoreCorruptError, StoreError
 from jupyter_agentmem.stores.base import SessionData, SessionStore
 
-from .state import ConversationState, StatePolicy, merge_documents
+from .journal import Journal, load_document, supports_log
+from .state import ConversationState, Message, StatePolicy, merge_documents
 from .summarize import ExtractiveSummarizer, Summarizer
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,10 @@ class SessionManager:
     pass ``MemoryStore()`` for a process-local manager or ``RedisStore`` to share
     sessions between kernels. ``summarizer`` compacts sessions inline when it is
     local (the default extractive one); with an LLM summarizer the caller (the
-    ``%%agent`` loop) compacts after the answer is shown.
+    ``%%agent`` loop) compacts after the answer is shown. ``durable_turns`` appends
+    every message to the store's turn log in the background (``journal.py``), so a
+    kernel killed with SIGKILL loses no finished turn; ``None`` (default) turns it
+    on for stores that outlive the process (SQLite, Redis), not for ``MemoryStore``.
     """
 
     def __init__(
@@ -116,6 +120,7 @@ class SessionManager:
         summarizer: Summarizer | None = None,
         policy: StatePolicy | None = None,
         retry_after: float = 5.0,
+        durable_turns: bool | None = None,
     ) -> None:
         if max_sessions < 1:
             raise ValueError("max_sessions must be at least 1")
@@ -151,6 +156,8 @@ class SessionManager:
         self._store_down_until = 0.0
         self.last_store_error: str | None = None
         self._closed = False
+        self.durable_turns = durable_turns
+        self.journal = self._journal_for(store)
 
     # ------------------------------------------------------------ accounting
     def _account(self, state: ConversationState, delta: int) -> None:
@@ -167,6 +174,29 @@ class SessionManager:
         else:
             return
         self._largest.consider(state)
+
+    def _journal_for(self, store: SessionStore, writer: str | None = None) -> Journal | None:
+        durable = self.durable_turns
+        if durable is None:
+            durable = bool(getattr(store, "persistent", True))
+        return Journal(store, self, writer=writer) if durable and supports_log(store) else None
+
+    def _appended(self, state: ConversationState, batch: list[Message]) -> None:
+        """Messages were added (state lock held): queue them for the turn log."""
+        if self.journal is not None:
+            self.journal.record(state, batch)
+
+    def _snapshot(self, state: ConversationState) -> _Eviction:
+        """A whole-session document to save (lock held); it covers the turn log so far."""
+        doc = state.to_dict()
+        doc["revision"] = state.revision + 1
+        if self.journal is not None:
+            self.journal.snapshotted(state.session_id)
+        return _Eviction(state, doc, state.total_turns)
+
+    def sync_log(self, timeout: float | None = 0.2) -> bool:
+        """Wait until every message added so far is in the store's turn log."""
+        return self.journal is None or self.journal.sync(timeout)
 
     def _note(self, counter: str, amount: int = 1) -> None:
         with self.lock:
@@ -225,9 +255,7 @@ class SessionManager:
             batch = []
             for state in chosen:
                 self._evicting[state.session_id] = state
-                doc = state.to_dict()
-                doc["revision"] = state.revision + 1
-                batch.append(_Eviction(state, doc, state.total_turns))
+                batch.append(self._snapshot(state))
             return batch
 
     def _pop_lru(self) -> ConversationState:
@@ -247,7 +275,10 @@ class SessionManager:
                 if attempt:  # two kernels saving in lockstep: let one of them win
                     time.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
                 stored = self.store.load(sid)
-                doc = merge_documents(stored, doc, base_turns, self.policy.max_summary_chars)
+                writer = self.journal.writer if self.journal is not None else None
+                doc = merge_documents(
+                    stored, doc, base_turns, self.policy.max_summary_chars, writer
+                )
                 base_turns = int(doc["total_turns"]) - added
                 self._note("conflicts_merged")
         raise SessionConflictError(
@@ -347,7 +378,7 @@ class SessionManager:
     def _load(self, sid: str, create: bool) -> ConversationState:
         """Load from the store outside the lock, then attach (unless someone was faster)."""
         self._check_open()
-        doc = self.store.load(sid)
+        doc = load_document(self.store, sid)
         with self.lock:
             state = self._touch(sid)
             if state is not None:
@@ -397,7 +428,7 @@ class SessionManager:
         with self.lock:
             if session_id in self._live or session_id in self._evicting:
                 return True
-        return isinstance(session_id, str) and self.store.load(session_id) is not None
+        return isinstance(session_id, str) and load_document(self.store, session_id) is not None
 
     # ------------------------------------------------------------ operations
     def evict(self, session_id: str) -> bool:
@@ -438,21 +469,20 @@ class SessionManager:
             if held is not None:
                 held._owner = None
                 held._lock = threading.RLock()
+        if self.journal is not None:
+            self.journal.forget(session_id)
         removed = self.store.delete(session_id)
         return removed or state is not None
 
-    def flush(self) -> int:
-        """Persist every live session without evicting it (used at shutdown)."""
+    def flush(self, ids: Iterable[str] | None = None) -> int:
+        """Persist every live session (or those of ``ids``) without evicting it."""
         with self._io_lock:
-            return self._flush()
+            return self._flush(ids)
 
-    def _flush(self) -> int:
+    def _flush(self, ids: Iterable[str] | None = None) -> int:
         with self.lock:
-            items = []
-            for state in self._live.values():
-                doc = state.to_dict()
-                doc["revision"] = state.revision + 1
-                items.append(_Eviction(state, doc, state.total_turns))
+            chosen = self._live.values() if ids is None else (self._live.get(i) for i in ids)
+            items = [self._snapshot(state) for state in chosen if state is not None]
         saved = 0
         for item in items:
             try:
@@ -500,15 +530,19 @@ class SessionManager:
                 for sid in old.list_ids():
                     if sid in live:
                         continue  # written fresh by the flush below
-                    doc = old.load(sid)
+                    doc = load_document(old, sid)
                     if doc is not None:
                         doc.pop("revision", None)
                         store.save(sid, doc)
                         copied += 1
+            if self.journal is not None:
+                self.journal.close()  # drained into the old store, covered by the copy above
             with self.lock:
                 self.store = store
                 for state in self._live.values():
                     state.revision = 0  # not in the new store yet
+                writer = self.journal.writer if self.journal is not None else None
+                self.journal = self._journal_for(store, writer)
             self._store_down_until = 0.0
             self.last_store_error = None
             self._flush()
@@ -519,6 +553,8 @@ class SessionManager:
         """Flush live sessions, close the store; idempotent."""
         if self._closed:
             return
+        if self.journal is not None:
+            self.journal.close()  # drain the log first: the flush below then compacts it
         self.flush()
         self._closed = True
         self.store.close()

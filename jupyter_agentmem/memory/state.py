@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 Message = dict[str, Any]
 FORMAT_VERSION = 1
+MAX_LOG_MARKS = 32  # writers remembered per document (see stores/base.py, "turn log")
 
 
 class _Owner(Protocol):
@@ -51,6 +52,7 @@ class _Owner(Protocol):
     def _after_change(self) -> None: ...
     def _restore_into(self, state: ConversationState) -> None: ...
     def _note(self, counter: str, amount: int = 1) -> None: ...
+    def _appended(self, state: ConversationState, batch: list[Message]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,7 @@ class ConversationState:
         "created_at",
         "last_access",
         "last_error",
+        "log_marks",
         "policy",
         "revision",
         "session_id",
@@ -178,6 +181,7 @@ class ConversationState:
         self.revision = 0
         self.base_turns = 0
         self.last_error: str | None = None
+        self.log_marks: dict[str, int] = {}
         self._generation = 0
         self._owner: _Owner | None = None
         self._lock: threading.RLock = threading.RLock()
@@ -304,6 +308,8 @@ class ConversationState:
             self.total_turns += len(batch)
             self.last_access = time.time()
             self._changed()
+            if self._owner is not None:
+                self._owner._appended(self, batch)  # the turn log, in message order
         finally:
             lock.release()
         self._settle(auto_compact)
@@ -492,7 +498,7 @@ class ConversationState:
             return self._document(messages)
 
     def _document(self, messages: list[Message]) -> dict[str, Any]:
-        return {
+        doc = {
             "format": FORMAT_VERSION,
             "session_id": self.session_id,
             "summary": self._summary,
@@ -504,6 +510,10 @@ class ConversationState:
             "last_access": self.last_access,
             "revision": self.revision,
         }
+        if self.log_marks:
+            newest = sorted(self.log_marks)[-MAX_LOG_MARKS:]  # writer ids sort by start time
+            doc["log_marks"] = {w: self.log_marks[w] for w in newest}
+        return doc
 
     @classmethod
     def from_dict(
@@ -549,7 +559,10 @@ class ConversationState:
             self.created_at = float(data.get("created_at", time.time()))
             self.last_access = float(data.get("last_access", self.created_at))
             self.revision = int(data.get("revision", 0))
-        except (TypeError, ValueError) as exc:
+            marks = data.get("log_marks") or {}
+            for writer, seq in marks.items():  # a writer's mark only ever grows
+                self.log_marks[str(writer)] = max(self.log_marks.get(str(writer), 0), int(seq))
+        except (TypeError, ValueError, AttributeError) as exc:
             raise StoreCorruptError(f"session {self.session_id!r}: bad counter: {exc}") from exc
         self.base_turns = self.total_turns
         self._generation += 1
@@ -575,7 +588,11 @@ class ConversationState:
 
 
 def merge_documents(
-    stored: dict[str, Any] | None, local: dict[str, Any], base_turns: int, max_summary_chars: int
+    stored: dict[str, Any] | None,
+    local: dict[str, Any],
+    base_turns: int,
+    max_summary_chars: int,
+    writer: str | None = None,
 ) -> dict[str, Any]:
     """Merge a session changed here with the copy another process saved meanwhile.
 
@@ -586,10 +603,18 @@ def merge_documents(
     local messages were already folded into the local summary, that summary's
     tail is appended to the stored summary (bounded), so nothing is dropped
     silently.
+
+    ``writer`` names this process in the turn log: local messages that the stored
+    copy already holds (another process replayed them from the log, see
+    ``log_marks``) are not appended a second time.
     """
     added = max(0, int(local["total_turns"]) - base_turns)
     if stored is None:
         return dict(local, revision=1)
+    local_marks: dict[str, int] = local.get("log_marks") or {}
+    stored_marks: dict[str, int] = stored.get("log_marks") or {}
+    if writer is not None and writer in local_marks:
+        added = min(added, max(0, int(local_marks[writer]) - int(stored_marks.get(writer, 0))))
     local_messages: list[Message] = local["messages"]
     fresh = local_messages[-added:] if added else []
     merged = dict(stored)
@@ -602,6 +627,10 @@ def merge_documents(
     if added > len(local_messages) and local.get("summary"):
         note = "\n[merged from another kernel] " + str(local["summary"])
         merged["summary"] = (str(stored.get("summary", "")) + note)[-max_summary_chars:]
+    marks = {w: max(int(seq), int(local_marks.get(w, 0))) for w, seq in stored_marks.items()}
+    marks.update({w: int(seq) for w, seq in local_marks.items() if w not in marks})
+    if marks:
+        merged["log_marks"] = marks
     merged["revision"] = int(stored.get("revision", 0)) + 1
     return merged
 
