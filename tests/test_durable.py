@@ -14,7 +14,8 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,11 @@ from jupyter_agentmem.memory.journal import load_document
 from jupyter_agentmem.memory.summarize import Summarizer
 from jupyter_agentmem.stores import MemoryStore, SQLiteStore
 from jupyter_agentmem.stores.base import SessionStore
+
+from . import redis_server as server_helper
+from .redis_server import RedisServer
+
+redis_server = server_helper.redis_server  # the module-scoped fixture
 
 
 class Recorder(Summarizer):
@@ -68,25 +74,41 @@ def say(m: SessionManager, sid: str, *texts: str) -> None:
     m.get_or_create(sid).add_messages([{"role": "user", "content": t} for t in texts])
 
 
-def test_turns_survive_a_crash_without_any_save(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite3"
-    m = manager(SQLiteStore(path))
-    say(m, "a", "q1", "a1")
-    say(m, "a", "q2", "a2")
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], SessionStore]:
+    """Opens the same backing store again each call, as a new kernel process would."""
+    if request.param == "sqlite":
+        return lambda: SQLiteStore(tmp_path / "s.sqlite3")
+    from jupyter_agentmem.stores.redis import RedisStore
+
+    server: RedisServer = request.getfixturevalue("redis_server")
+    server.resume()
+    server.start()
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    return lambda: RedisStore(server.url, prefix=prefix)
+
+
+@pytest.mark.parametrize("sid", ["a", "odd {id} with }braces{ and ünï 🚀"])
+def test_turns_survive_a_crash_without_any_save(
+    reopen: Callable[[], SessionStore], sid: str
+) -> None:
+    m = manager(reopen())
+    say(m, sid, "q1", "a1")
+    say(m, sid, "q2", "a2")
     assert m.sync_log(5.0)
-    assert m.store.load("a") is None  # never saved whole: only the log has it
+    assert m.store.load(sid) is None  # never saved whole: only the log has it
     crash(m)
-    again = manager(SQLiteStore(path))
-    assert contents(again, "a") == ["q1", "a1", "q2", "a2"]
-    assert "a" in again.store.list_ids()
+    store = reopen()
+    assert sid in store.list_ids() and store.count() == 1  # type: ignore[attr-defined]
+    again = manager(store)
+    assert contents(again, sid) == ["q1", "a1", "q2", "a2"]
     again.close()
 
 
 def test_restore_applies_the_log_on_top_of_the_last_save_without_duplicates(
-    tmp_path: Path,
+    reopen: Callable[[], SessionStore],
 ) -> None:
-    path = tmp_path / "s.sqlite3"
-    m = manager(SQLiteStore(path))
+    m = manager(reopen())
     say(m, "a", "q1", "a1")
     assert m.sync_log(5.0)
     m.flush()  # a whole save covers q1 a1 and compacts their entries
@@ -95,7 +117,7 @@ def test_restore_applies_the_log_on_top_of_the_last_save_without_duplicates(
     assert m.sync_log(5.0)
     assert [e[1] for e in m.store.read_log("a")] == [3, 4]
     crash(m)
-    again = manager(SQLiteStore(path))
+    again = manager(reopen())
     assert contents(again, "a") == ["q1", "a1", "q2", "a2"]
     assert again.store.read_log("a") == []  # the replay was saved whole at once
     again.close()
@@ -300,22 +322,21 @@ def test_a_read_only_store_says_what_to_do(readonly_dir: Path) -> None:
 
 
 def test_a_kernel_restoring_another_live_kernels_log_does_not_duplicate_its_turns(
-    tmp_path: Path,
+    reopen: Callable[[], SessionStore],
 ) -> None:
     """Shared session: B's logged but unsaved turns are replayed by A; B's later save
     must not append them again (the merge skips what the stored copy's marks cover)."""
-    path = tmp_path / "s.sqlite3"
-    b = manager(SQLiteStore(path))
+    b = manager(reopen())
     say(b, "team:x", "b1", "b2")
     assert b.sync_log(5.0)
-    a = manager(SQLiteStore(path))
+    a = manager(reopen())
     assert contents(a, "team:x") == ["b1", "b2"]  # replayed and saved whole
     say(a, "team:x", "a1")
     a.flush()
     say(b, "team:x", "b3")
     b.flush()  # conflicts with A's save: merged
     assert b.stats()["conflicts_merged"] >= 1
-    fresh = SessionManager(store=SQLiteStore(path), policy=policy(), durable_turns=False)
+    fresh = SessionManager(store=reopen(), policy=policy(), durable_turns=False)
     assert contents(fresh, "team:x") == ["b1", "b2", "a1", "b3"]
     for m in (a, b, fresh):
         m.close()

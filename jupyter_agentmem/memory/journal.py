@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _RESTORE_TRIES = 5
-_IDLE_EXIT = 2.0  # seconds without messages before the writer thread ends (restarted on demand)
+_POLL = 1.0  # seconds between checks, when idle, that the manager still exists
 
 
 def new_writer_id() -> str:
@@ -92,16 +92,11 @@ class Journal:
         self._stop = False
         self.commits = 0
         self.last_error: str | None = None
-        self._thread: threading.Thread | None = None  # started on the first message
+        self._thread: threading.Thread | None = threading.Thread(
+            target=self._run, name="agentmem-journal", daemon=True
+        )
+        self._thread.start()
 
-    def _wake(self) -> None:
-        """Start the writer if it is not running (``_cond`` held); it exits when idle."""
-        if self._thread is None and not self._stop:
-            self._thread = threading.Thread(target=self._run, name="agentmem-journal", daemon=True)
-            self._thread.start()
-        self._cond.notify()
-
-    # ------------------------------------------------------------ producer side
     def record(self, state: ConversationState, batch: list[Message]) -> None:
         """Number and queue freshly added messages (called with the state's lock held)."""
         sid = state.session_id
@@ -116,7 +111,7 @@ class Journal:
                     continue
                 self._queue.append((sid, seq, message))
                 self._queued += 1
-            self._wake()
+            self._cond.notify()
         state.log_marks[self.writer] = seq
 
     def _overflow(self, sid: str) -> None:
@@ -168,8 +163,9 @@ class Journal:
         while True:
             with self._cond:
                 if not self._queue and not batch and not self._stop:
-                    self._cond.wait(_IDLE_EXIT)
-                if not self._queue and not batch:  # idle or stopped: a new message restarts it
+                    self._cond.wait(_POLL)
+                gone = self._manager() is None  # dropped without close: end with it
+                if not self._queue and not batch and (self._stop or gone):
                     self._thread = None
                     self._cond.notify_all()
                     return

@@ -62,8 +62,11 @@ def stats(context: KernelContext) -> dict[str, Any]:
     from jupyter_agentmem.watch.guard import describe_guard
     from jupyter_agentmem.watch.ticker import get_watcher
 
+    from . import namespace as ns
+
     return {
         "memory": context.monitor.check(),
+        "namespace": ns.current(context.shell),
         "sessions": context.manager.stats(),
         "guard": describe_guard(context),
         "watch": get_watcher(context) is not None,
@@ -72,13 +75,25 @@ def stats(context: KernelContext) -> dict[str, Any]:
 
 def stats_rows(data: dict[str, Any]) -> list[Row]:
     rows: list[Row] = [(f"memory.{k}", v) for k, v in data["memory"].items()]
+    rows += [("namespace", data["namespace"])]
     rows += [(f"sessions.{k}", v) for k, v in data["sessions"].items()]
     return [*rows, ("guard", data["guard"]), ("watch", "on" if data["watch"] else "off")]
 
 
-def sessions(context: KernelContext, limit: int = 20) -> tuple[list[dict[str, Any]], int]:
-    """The first ``limit`` sessions (in memory, most recent first, then stored) and the total."""
-    everything = context.manager.list_sessions()
+def sessions(
+    context: KernelContext, limit: int = 20, everywhere: bool = False
+) -> tuple[list[dict[str, Any]], int]:
+    """The first ``limit`` sessions (in memory, most recent first, then stored) and the
+    total: this notebook's and the shared ones, or with ``everywhere`` every namespace's."""
+    from . import namespace as ns
+
+    here = ns.current(context.shell)
+    everything = [
+        row | {"namespace": owner or "shared", "name": name}
+        for row in context.manager.list_sessions()
+        for owner, name in [ns.split(str(row["session_id"]))]
+        if everywhere or owner in (None, here)
+    ]
     return everything[:limit], len(everything)
 
 
@@ -231,10 +246,12 @@ def _message_html(m: dict[str, Any], cap: int = 4000) -> str:
 
 def render_session(doc: dict[str, Any], last: int) -> tuple[str, str]:
     """Text and HTML of ``show``: the summary, then the last messages (tool results folded)."""
+    from .namespace import label
+
     messages = list(doc.get("messages") or [])[-last:]
     where = "in memory" if doc.get("in_memory") else "in the store (not restored)"
     head = (
-        f"session {doc['session_id']!r} ({where}): {doc.get('total_turns', 0)} turns, "
+        f"session {label(doc['session_id'])!r} ({where}): {doc.get('total_turns', 0)} turns, "
         f"{doc.get('compactions', 0)} compactions, showing {len(messages)} recent messages"
     )
     summary = doc.get("summary") or "(no summary yet)"
@@ -265,7 +282,12 @@ SUBCOMMANDS: dict[str, argparse.ArgumentParser] = {
         (("--detailed",), {"action": "store_true"}),
     ),
     "stats": _parser("stats", (("-o", "--out"), {"help": "store the dict in this variable"})),
-    "sessions": _parser("sessions", (("-n",), {"type": int, "default": 20})),
+    "sessions": _parser(
+        "sessions",
+        (("-n",), {"type": int, "default": 20}),
+        (("--all",), {"action": "store_true", "help": "every notebook's sessions"}),
+        (("--adopt",), {"metavar": "OLD_PATH", "help": "take over a renamed notebook's"}),
+    ),
     "show": _parser("show", (("session",), {}), (("-n",), {"type": int, "default": 20})),
     "compact": _parser(
         "compact", (("session",), {"nargs": "?"}), (("--all",), {"action": "store_true"})
@@ -311,7 +333,8 @@ class MemoryMagics(Magics):
     def agent_memory(self, line: str) -> None:
         """Kernel memory and agent sessions. Sub-commands and their arguments:
 
-        ``%agent_memory`` live dashboard; stats [-o VAR]; sessions [-n N];
+        ``%agent_memory`` live dashboard; stats [-o VAR]; sessions [-n N] [--all]
+        [--adopt OLD_PATH];
         show SESSION [-n N]; compact [SESSION | --all]; evict SESSION | --idle
         SECONDS; delete SESSION; limits [--max-sessions N] [--max-memory 256MB]
         [--max-recent N] [--mem-limit 2GB]; config [key=value ...]; watch [on|off].
@@ -320,6 +343,10 @@ class MemoryMagics(Magics):
         if self.context is None:
             raise UsageError("jupyter-agentmem is not loaded: run %load_ext jupyter_agentmem")
         sub = SUBCOMMANDS[args.command].parse_args(args.args)
+        if getattr(sub, "session", None):  # this notebook's NAME first, else a shared id
+            from .namespace import resolve
+
+            sub.session_id = resolve(self.context, sub.session)
         try:
             getattr(self, f"_do_{args.command}")(self.context, sub, args)
         except MemoryCommandError as exc:
@@ -355,10 +382,32 @@ class MemoryMagics(Magics):
         show_table("agent memory stats", ("name", "value"), stats_rows(data))
 
     def _do_sessions(self, ctx: KernelContext, sub: Any, _args: Any) -> None:
-        rows, total = sessions(ctx, max(1, sub.n))
+        from . import namespace as ns
+
+        if sub.adopt is not None:
+            old, new = ns.notebook_namespace(sub.adopt), ns.current(self.shell)
+            moved = ns.adopt(ctx.manager, old, new)
+            show(f"moved {len(moved)} session(s) from {old} to this notebook: {moved}")
+            return
+        rows, total = sessions(ctx, max(1, sub.n), sub.all)
+        if sub.all:
+            show_table(
+                f"{len(rows)} of {total} sessions in every namespace",
+                ("namespace", "session", "in memory", "turns"),
+                [
+                    (
+                        r["namespace"],
+                        r["name"],
+                        "yes" if r["in_memory"] else "no",
+                        r.get("total_turns", ""),
+                    )
+                    for r in rows
+                ],
+            )
+            return
         table: list[Row] = [
             (
-                r["session_id"],
+                r["name"],
                 "yes" if r["in_memory"] else "no",
                 r.get("messages", ""),
                 fmt_bytes(r["estimated_bytes"]) if "estimated_bytes" in r else "",
@@ -373,12 +422,12 @@ class MemoryMagics(Magics):
         )
 
     def _do_show(self, ctx: KernelContext, sub: Any, _args: Any) -> None:
-        show(*render_session(session_document(ctx, sub.session), max(1, sub.n)))
+        show(*render_session(session_document(ctx, sub.session_id), max(1, sub.n)))
 
     def _do_compact(self, ctx: KernelContext, sub: Any, _args: Any) -> None:
         if sub.session and sub.all:
             raise MemoryCommandError("give a SESSION or --all, not both")
-        done = compact(ctx, sub.session)
+        done = compact(ctx, sub.session_id if sub.session else None)
         show(
             f"compacted {done} session(s)"
             if sub.session is None
@@ -392,13 +441,13 @@ class MemoryMagics(Magics):
             raise MemoryCommandError("give a SESSION or --idle SECONDS (one of them)")
         if sub.idle is not None:
             show(f"evicted {ctx.manager.evict_idle(sub.idle)} session(s) idle >= {sub.idle:g} s")
-        elif not ctx.manager.evict(sub.session):
+        elif not ctx.manager.evict(sub.session_id):
             raise MemoryCommandError(f"session {sub.session!r} is not in memory")
         else:
             show(f"evicted {sub.session!r} to the store")
 
     def _do_delete(self, ctx: KernelContext, sub: Any, _args: Any) -> None:
-        if not ctx.manager.delete(sub.session):
+        if not ctx.manager.delete(sub.session_id):
             raise MemoryCommandError(f"no session {sub.session!r}")
         show(f"deleted {sub.session!r} from memory and the store")
 

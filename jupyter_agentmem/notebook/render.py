@@ -64,7 +64,9 @@ def human_bytes(n: float) -> str:
 
 def footer(response: Response) -> str:
     """``model · session · tokens · time · session memory`` after a turn."""
-    parts = [f"{response.model}", f"session `{response.session}`"]
+    from .namespace import label
+
+    parts = [f"{response.model}", f"session `{label(response.session)}`"]
     if response.usage is not None:
         u = response.usage
         parts.append(f"{u.prompt_tokens:,} → {u.completion_tokens:,} tokens")
