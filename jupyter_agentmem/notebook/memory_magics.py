@@ -385,8 +385,13 @@ class MemoryMagics(Magics):
         from . import namespace as ns
 
         if sub.adopt is not None:
+            if not sub.adopt.strip():
+                raise MemoryCommandError("give the old path: --adopt work/old-name.ipynb")
             old, new = ns.notebook_namespace(sub.adopt), ns.current(self.shell)
-            moved = ns.adopt(ctx.manager, old, new)
+            try:
+                moved = ns.adopt(ctx.manager, old, new)
+            except ns.NamespaceError as exc:
+                raise MemoryCommandError(str(exc)) from None
             show(f"moved {len(moved)} session(s) from {old} to this notebook: {moved}")
             return
         rows, total = sessions(ctx, max(1, sub.n), sub.all)
