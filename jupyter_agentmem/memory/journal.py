@@ -141,6 +141,8 @@ class Journal:
 
     def sync(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far is committed; False on timeout."""
+        if threading.current_thread() is self._thread:
+            return True  # the writer itself (a checkpoint): everything before it is committed
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             target = self._queued

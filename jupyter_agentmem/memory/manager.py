@@ -288,6 +288,7 @@ class SessionManager:
 
     def _write_out(self, batch: list[_Eviction]) -> None:
         """Store I/O without the lock; a failure keeps the session in memory."""
+        self.sync_log()  # logged entries land before the save that covers them, not after
         for item in batch:
             state, sid = item.state, item.state.session_id
             try:
@@ -483,6 +484,7 @@ class SessionManager:
         with self.lock:
             chosen = self._live.values() if ids is None else (self._live.get(i) for i in ids)
             items = [self._snapshot(state) for state in chosen if state is not None]
+        self.sync_log()
         saved = 0
         for item in items:
             try:
