@@ -6,17 +6,26 @@ notebook can catch everything of ours with one ``except`` and nothing else.
 
 from __future__ import annotations
 
+import traceback
+
 
 class AgentMemError(Exception):
     """Base class of every error raised by jupyter-agentmem.
 
     In IPython these render as one line (``Name: message``) instead of a
-    traceback wall: the message already says what to do, and ``%debug`` or
-    ``%tb`` still show the full traceback when wanted.
+    traceback wall: the message already says what to do. ``%tb`` shows the full
+    traceback (IPython renders the same error again for it, and every render
+    after the first is the full one), and ``%debug`` opens the debugger there.
     """
 
+    _rendered = False
+
     def _render_traceback_(self) -> list[str]:
-        return [f"{type(self).__name__}: {self}"]
+        if not self._rendered:
+            self._rendered = True
+            return [f"{type(self).__name__}: {self}"]
+        text = "".join(traceback.format_exception(type(self), self, self.__traceback__))
+        return text.rstrip("\n").split("\n")
 
 
 class InvalidMessageError(AgentMemError, TypeError):

@@ -339,3 +339,12 @@ def test_run_time_settings_survive_reload(kernel: Kernel) -> None:
     kernel.ok("ctx = get_context()")
     assert kernel.value("[ctx.config.max_tool_rounds, ctx.config.tool_max_chars]") == [3, 900]
     kernel.ok("%agent_memory config max_tool_rounds=8 tool_max_chars=2000")
+
+
+def test_tb_after_a_one_line_error_shows_the_full_traceback(kernel: Kernel) -> None:
+    run = kernel.execute("%%agent -s tb\nWhere is {nowhere_tb}?")
+    assert run.error is not None and len(run.error["traceback"]) == 1
+    shown = kernel.execute("%tb")
+    lines = [*(shown.error or {}).get("traceback", []), shown.stdout]
+    text = "\n".join(lines)
+    assert "interpolate" in text and "nowhere_tb" in text, text  # the frame that raised

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any
 
-from jupyter_agentmem.testing.demo import estimate_tokens, prompt_chars
+from jupyter_agentmem.demo.reply import estimate_tokens, prompt_chars
 
 from .. import workload
 

@@ -11,7 +11,7 @@ from .namespace import label
 from .render import AgentAnswer, CellRenderer
 
 if TYPE_CHECKING:
-    from .extension import KernelContext
+    from .context import KernelContext
 
 
 def run_agent_cell(

@@ -17,7 +17,7 @@ from jupyter_agentmem.model.prompt import interpolate
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from .extension import KernelContext
+    from .context import KernelContext
 
 
 @magics_class
@@ -99,11 +99,3 @@ class AgentMagics(Magics):
             if self.shell is not None:
                 self.shell.set_next_input(code_blocks(answer), replace=False)
         return answer
-
-
-def register_magics(shell: InteractiveShell, context: KernelContext) -> None:
-    """Register every magic of the extension on ``shell``."""
-    shell.register_magics(AgentMagics(shell, context))
-    from .memory_magics import register
-
-    register(shell, context)

@@ -2,7 +2,7 @@
 
 The Magics class only parses (``magic_arguments`` for the generated help and a
 one-line ``UsageError`` for any bad input) and delegates to plain functions
-that take the :class:`~jupyter_agentmem.notebook.extension.KernelContext`, so every
+that take the :class:`~jupyter_agentmem.notebook.context.KernelContext`, so every
 sub-command is testable without a shell and usable from Python.
 """
 
@@ -21,12 +21,13 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 
 from jupyter_agentmem.errors import AgentMemError
-from jupyter_agentmem.watch.dashboard import fmt_bytes, format_text, html_table, text_table
+from jupyter_agentmem.units import MIN_INTERVAL_SECONDS, MIN_MEMORY_BUDGET_BYTES, human_bytes
+from jupyter_agentmem.watch.snapshot import format_text, html_table, text_table
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from .extension import KernelContext
+    from .context import KernelContext
 
 Row = tuple[object, ...]
 _Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -138,7 +139,7 @@ def apply_limits(
         limit = None if mem_limit is None else parse_size(mem_limit)
     except ValueError as exc:
         raise MemoryCommandError(str(exc)) from None
-    if (values["max_memory_bytes"] or 1 << 20) < 64 * 1024:
+    if (values["max_memory_bytes"] or 1 << 20) < MIN_MEMORY_BUDGET_BYTES:
         raise MemoryCommandError("--max-memory must be at least 64KiB, e.g. 256MB")
     set_values(context, {k: v for k, v in values.items() if v is not None})
     if limit is not None:  # 0 means "no MEM_LIMIT", as in jupyter-resource-usage
@@ -357,20 +358,20 @@ class MemoryMagics(Magics):
         return self.shell.user_ns if self.shell is not None else {}
 
     def _do_dashboard(self, ctx: KernelContext, sub: Any, args: Any) -> None:
-        from jupyter_agentmem.watch.dashboard import (
-            has_widget_frontend,
-            kernel_snapshot,
-            open_dashboard,
-        )
+        from jupyter_agentmem.watch.snapshot import has_widget_frontend, kernel_snapshot
 
         args.interval = args.interval if sub.interval is None else sub.interval
         args.top = args.top if sub.top is None else sub.top
         args.detailed |= sub.detailed
-        if args.interval < 0.05 or args.top < 1:
-            raise MemoryCommandError("--interval must be >= 0.05 s and --top >= 1")
+        if args.interval < MIN_INTERVAL_SECONDS or args.top < 1:
+            raise MemoryCommandError(
+                f"--interval must be >= {MIN_INTERVAL_SECONDS} s and --top >= 1"
+            )
         if not has_widget_frontend(self.shell):
             print(format_text(kernel_snapshot(ctx, args.top, args.detailed), args.top))
             return
+        from jupyter_agentmem.watch.dashboard import open_dashboard  # ipywidgets: kernels only
+
         display(open_dashboard(ctx, args.interval, args.top, args.detailed))
 
     def _do_stats(self, ctx: KernelContext, sub: Any, _args: Any) -> None:
@@ -415,7 +416,7 @@ class MemoryMagics(Magics):
                 r["name"],
                 "yes" if r["in_memory"] else "no",
                 r.get("messages", ""),
-                fmt_bytes(r["estimated_bytes"]) if "estimated_bytes" in r else "",
+                human_bytes(r["estimated_bytes"]) if "estimated_bytes" in r else "",
                 r.get("total_turns", ""),
             )
             for r in rows

@@ -30,7 +30,7 @@ from jupyter_agentmem.errors import AgentMemError
 if TYPE_CHECKING:
     from jupyter_agentmem.memory.manager import SessionManager
 
-    from .extension import KernelContext
+    from .context import KernelContext
 
 SEP = "::"
 _KERNEL = f"kernel:{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
@@ -86,9 +86,9 @@ def resolve(context: KernelContext, name: str) -> str:
 
 def session_id(name: str = "default", shared: bool = False) -> str:
     """The store id ``%%agent -s name`` uses in this notebook, for Python code."""
-    from .extension import get_context
+    from IPython import get_ipython
 
-    return qualify(name, current(get_context().shell), shared)
+    return qualify(name, current(get_ipython()), shared)
 
 
 def continuing_notice(context: KernelContext, sid: str) -> str | None:

@@ -21,6 +21,7 @@ from typing import Any
 
 from jupyter_agentmem.agent.chat import Response, ToolResult, TurnEvent
 from jupyter_agentmem.model.adapter import TextDelta
+from jupyter_agentmem.units import human_bytes
 
 Bundle = dict[str, str]
 _FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.S)
@@ -48,18 +49,6 @@ def code_blocks(text: str) -> str:
     """The fenced code of an answer (all blocks joined), or the whole text if none."""
     blocks = _FENCE.findall(text)
     return "\n\n".join(b.strip("\n") for b in blocks) if blocks else text.strip()
-
-
-def human_bytes(n: float) -> str:
-    """1536 -> '1.5 KiB'."""
-    if n < 1024:
-        return f"{n:.0f} B"
-    value, unit = n / 1024, "KiB"
-    for bigger in ("MiB", "GiB"):
-        if value < 1024:
-            break
-        value, unit = value / 1024, bigger
-    return f"{value:.1f} {unit}"
 
 
 def footer(response: Response) -> str:

@@ -1,23 +1,14 @@
 """Live ipywidgets view of the kernel's memory and sessions (``%agent_memory``).
 
 Why it is built this way: the view gets all its data from an injected
-``snapshot()`` callable, so it is tested with a fake dict and no psutil; it
-builds its widgets once and updates them under ``hold_sync`` (one message per
-changed widget per refresh, never one per trait); and it is refreshed by one
-shared daemon *thread* per kernel, because an asyncio task in the kernel loop
-freezes while another cell runs -- exactly when a memory view matters most.
-Nothing here prints: a failing snapshot is logged once and shown in the view.
-
-The snapshot format (see :func:`kernel_snapshot`)::
-
-    {"time": float,                    # epoch seconds of the sample
-     "memory": MemoryMonitor.check(),  # rss_bytes, pss_bytes?, uss_bytes?, limit_bytes,
-                                       # limit_source, usage_pct, status, leak_suspected
-     "sessions": SessionManager.stats(),  # sessions_in_memory, sessions_persisted,
-                                       # estimated_bytes, max_memory_bytes, compactions,
-                                       # evictions, restores, truncated_bytes_saved, ...
-     "top": [SessionManager.session_info(...), ...],  # largest sessions, at most top_n
-     "guard": str}                     # one line about the memory guard (optional)
+``snapshot()`` callable returning a :class:`~.snapshot.KernelSnapshot`, so it is
+tested with a fake dict and no psutil; it builds its widgets once and updates
+them under ``hold_sync`` (one message per changed widget per refresh, never one
+per trait); and it is refreshed by one shared daemon *thread* per kernel,
+because an asyncio task in the kernel loop freezes while another cell runs --
+exactly when a memory view matters most. Nothing here prints: a failing
+snapshot is logged once and shown in the view. The only module of the package
+that imports ipywidgets.
 """
 
 from __future__ import annotations
@@ -30,149 +21,41 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ipywidgets as widgets
 
+from jupyter_agentmem.units import MIN_INTERVAL_SECONDS, human_bytes
+
+from .guard import install_notices
+from .host import Host
+from .snapshot import (
+    SESSION_HEADERS,
+    KernelSnapshot,
+    format_text,
+    has_widget_frontend,
+    html_table,
+    kernel_snapshot,
+    memory_line,
+    session_rows,
+    totals_rows,
+)
 from .ticker import DashboardTicker, ticker_for
 
-if TYPE_CHECKING:
-    from jupyter_agentmem.notebook.extension import KernelContext
+__all__ = [
+    "DashboardActions",
+    "MemoryDashboard",
+    "format_text",
+    "has_widget_frontend",
+    "kernel_snapshot",
+    "open_dashboard",
+]
 
 log = logging.getLogger(__name__)
 
-Snapshot = dict[str, Any]
+Snapshot = KernelSnapshot
 STATUS_STYLE = {"ok": "success", "warning": "warning", "critical": "danger"}
 _COLOURS = {"ok": "#2e7d32", "warning": "#ef6c00", "critical": "#c62828"}
-_TABLE_CSS = (
-    "<style>.agentmem-table{border-collapse:collapse}.agentmem-table th,"
-    ".agentmem-table td{text-align:left;padding:1px 14px 1px 0;line-height:1.3}</style>"
-)
-SESSION_HEADERS = ("session", "messages", "summary chars", "bytes", "last active", "in memory")
-
-
-# ------------------------------------------------------------------ formatting
-def fmt_bytes(n: float | None) -> str:
-    """``1536`` -> ``"1.5 KiB"``; ``None`` -> ``"n/a"``."""
-    if n is None:
-        return "n/a"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
-def fmt_age(seconds: float | None) -> str:
-    """A short human age: ``"4 s"``, ``"12 min"``, ``"3 h"``, ``"2 d"``."""
-    if seconds is None:
-        return "n/a"
-    s = max(0.0, seconds)
-    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
-        if s >= size:
-            return f"{s / size:.0f} {unit}"
-    return f"{s:.0f} s"
-
-
-def text_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A plain aligned table for terminals and ``text/plain``."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def html_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """An HTML table; every cell is escaped (session ids are user input)."""
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers) if any(headers) else ""
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
-    )
-    return (
-        f"<table class='agentmem-table'>{_TABLE_CSS}<thead><tr>{head}</tr></thead>"
-        f"<tbody>{body}</tbody></table>"
-    )
-
-
-def session_rows(top: Sequence[dict[str, Any]], now: float) -> list[tuple[object, ...]]:
-    """Rows of the largest-sessions table from ``session_info`` dicts."""
-    rows: list[tuple[object, ...]] = []
-    for s in top:
-        last = s.get("last_access")
-        rows.append(
-            (
-                s.get("session_id", "?"),
-                "n/a" if s.get("messages") is None else s["messages"],
-                s.get("summary_chars", "n/a"),
-                fmt_bytes(s.get("estimated_bytes")),
-                "n/a" if last is None else fmt_age(now - float(last)) + " ago",
-                "yes" if s.get("in_memory") else "no",
-            )
-        )
-    return rows
-
-
-def memory_line(mem: dict[str, Any]) -> str:
-    """``RSS 512.0 MiB of 2.0 GiB (cgroup) -- 25.0% [ok]`` (PSS/USS when measured)."""
-    parts = [f"RSS {fmt_bytes(mem.get('rss_bytes'))}"]
-    parts += [
-        f"{k.upper()} {fmt_bytes(mem[f'{k}_bytes'])}"
-        for k in ("pss", "uss")
-        if mem.get(f"{k}_bytes") is not None
-    ]
-    return (
-        f"{' · '.join(parts)} of {fmt_bytes(mem.get('limit_bytes'))} "
-        f"({mem.get('limit_source', '?')}) — {float(mem.get('usage_pct') or 0):.1f}% "
-        f"[{mem.get('status', '?')}]"
-    )
-
-
-def totals_rows(ses: dict[str, Any]) -> list[tuple[str, str]]:
-    """The manager's counters as (name, value) pairs."""
-    persisted = ses.get("sessions_persisted")
-    return [
-        (
-            "sessions in memory",
-            f"{ses.get('sessions_in_memory', 0):,} of max {ses.get('max_sessions', 0):,}",
-        ),
-        ("sessions persisted", "n/a" if persisted is None else f"{persisted:,}"),
-        (
-            "estimated bytes",
-            f"{fmt_bytes(ses.get('estimated_bytes'))} of "
-            f"{fmt_bytes(ses.get('max_memory_bytes'))} budget",
-        ),
-        (
-            "compactions / evictions / restores",
-            f"{ses.get('compactions', 0):,} / "
-            f"{ses.get('evictions', 0):,} / "
-            f"{ses.get('restores', 0):,}",
-        ),
-        ("truncated bytes saved", fmt_bytes(ses.get("truncated_bytes_saved", 0))),
-    ]
-
-
-def format_text(snap: Snapshot, top_n: int = 10) -> str:
-    """The whole snapshot as plain text: the terminal fallback of the dashboard."""
-    mem, ses = snap.get("memory") or {}, snap.get("sessions") or {}
-    now = float(snap.get("time") or time.time())
-    lines = ["Kernel memory: " + memory_line(mem)]
-    if mem.get("leak_suspected"):
-        lines.append("WARNING: possible leak: RSS keeps growing while the session count is flat")
-    lines += [f"{k}: {v}" for k, v in totals_rows(ses)]
-    if ses.get("last_store_error"):
-        lines.append(f"store error: {ses['last_store_error']}")
-    if snap.get("guard"):
-        lines.append(str(snap["guard"]))
-    top = list(snap.get("top") or [])[:top_n]
-    if top:
-        lines += [
-            "",
-            f"Largest {len(top)} sessions:",
-            text_table(SESSION_HEADERS, session_rows(top, now)),
-        ]
-    return "\n".join(lines)
 
 
 def sparkline(values: Sequence[float], colour: str, width: int = 260, height: int = 36) -> str:
@@ -324,13 +207,11 @@ class MemoryDashboard(widgets.VBox):  # type: ignore[misc]
         )
 
     def _render(self, snap: Snapshot) -> None:
-        mem, ses = snap.get("memory") or {}, snap.get("sessions") or {}
-        now = float(snap.get("time") or time.time())
-        status = str(mem.get("status", "ok"))
-        if mem.get("rss_bytes") is not None:
-            self._history.append((now, int(mem["rss_bytes"]), int(ses.get("estimated_bytes") or 0)))
-        top = list(snap.get("top") or [])[: self.top_n]
-        leak = bool(mem.get("leak_suspected"))
+        mem, ses, now = snap["memory"], snap["sessions"], snap["time"]
+        status = mem["status"]
+        self._history.append((now, mem["rss_bytes"], ses["estimated_bytes"]))
+        top = snap["top"][: self.top_n]
+        leak = mem["leak_suspected"]
         with ExitStack() as stack:
             for w in (self, *self._synced):
                 stack.enter_context(w.hold_sync())
@@ -340,21 +221,21 @@ class MemoryDashboard(widgets.VBox):  # type: ignore[misc]
                 f"</b></span> · updated {time.strftime('%H:%M:%S', time.localtime(now))}"
                 + (" · paused" if self.paused else "")
             )
-            self.bar.value = max(0.0, min(100.0, float(mem.get("usage_pct") or 0.0)))
+            self.bar.value = max(0.0, min(100.0, float(mem["usage_pct"])))
             self.bar.bar_style = STATUS_STYLE.get(status, "info")
             self.memory_label.value = (
                 f"<span class='agentmem-rss'>{html.escape(memory_line(mem))}"
                 f"</span><br><small>limit: "
-                f"{html.escape(str(mem.get('limit_detail', '')))}</small>"
+                f"{html.escape(mem['limit_detail'])}</small>"
             )
             self.leak_warning.value = _LEAK_HTML if leak else ""
             self.leak_warning.layout.display = "" if leak else "none"
             self.chart.value = self._chart_html()
             rows = totals_rows(ses)
-            if ses.get("last_store_error"):
-                rows.append(("store error", str(ses["last_store_error"])))
-            if snap.get("guard"):
-                rows.append(("memory guard", str(snap["guard"])))
+            if ses["last_store_error"]:
+                rows.append(("store error", ses["last_store_error"]))
+            if snap["guard"]:
+                rows.append(("memory guard", snap["guard"]))
             self.totals.value = html_table(("", ""), rows)
             self.table.value = f"<b>Largest {len(top)} sessions</b>" + html_table(
                 SESSION_HEADERS, session_rows(top, now)
@@ -367,10 +248,10 @@ class MemoryDashboard(widgets.VBox):  # type: ignore[misc]
             return ""
         return (
             "<div style='display:flex;gap:24px'>"
-            f"<div>{sparkline(rss, '#1565c0')}<br><small>RSS {fmt_bytes(rss[-1])} "
-            f"(min {fmt_bytes(min(rss))}, max {fmt_bytes(max(rss))})</small></div>"
-            f"<div>{sparkline(est, '#ef6c00')}<br><small>sessions ~{fmt_bytes(est[-1])} "
-            f"estimated (max {fmt_bytes(max(est))})</small></div></div>"
+            f"<div>{sparkline(rss, '#1565c0')}<br><small>RSS {human_bytes(rss[-1])} "
+            f"(min {human_bytes(min(rss))}, max {human_bytes(max(rss))})</small></div>"
+            f"<div>{sparkline(est, '#ef6c00')}<br><small>sessions ~{human_bytes(est[-1])} "
+            f"estimated (max {human_bytes(max(est))})</small></div></div>"
         )
 
     # -------------------------------------------------------------- buttons
@@ -412,54 +293,26 @@ class MemoryDashboard(widgets.VBox):  # type: ignore[misc]
 
 
 # ------------------------------------------------------------- kernel wiring
-def kernel_snapshot(context: KernelContext, top_n: int = 10, detailed: bool = False) -> Snapshot:
-    """Build the snapshot from the kernel's real manager and monitor.
-
-    Cost per tick: ``manager.stats()`` (O(1) plus the store's count) and
-    ``largest_sessions(top_n)``, a heap selection over the *live* sessions (see
-    the benchmark for its cost at 10,000 sessions).
-    """
-    from .guard import describe_guard
-
-    memory = context.monitor.check(detailed=detailed)
-    return {
-        "time": time.time(),
-        "memory": memory,
-        "sessions": context.manager.stats(),
-        "top": context.manager.largest_sessions(top_n),
-        "guard": describe_guard(context),
-    }
-
-
 def open_dashboard(
-    context: KernelContext,
+    host: Host,
     interval: float = 1.0,
     top_n: int = 10,
     detailed: bool = False,
     history: int = 120,
 ) -> MemoryDashboard:
     """A dashboard on the kernel's manager, refreshed every ``interval`` s by the shared ticker."""
-    from .guard import install_notices
-
-    if interval < 0.05:
-        raise ValueError(f"interval must be at least 0.05 s, got {interval}")
-    install_notices(context)  # warnings logged from the ticker thread go to the next cell
-    manager = context.manager
+    if interval < MIN_INTERVAL_SECONDS:
+        raise ValueError(f"interval must be at least {MIN_INTERVAL_SECONDS} s, got {interval}")
+    install_notices(host)  # warnings logged from the ticker thread go to the next cell
+    manager = host.manager
     dash = MemoryDashboard(
-        lambda: kernel_snapshot(context, top_n, detailed),
+        lambda: kernel_snapshot(host, top_n, detailed),
         DashboardActions(manager.compact_all, manager.evict_idle),
         top_n=top_n,
         history=history,
     )
     dash.refresh()
-    ticker = ticker_for(context)
+    ticker = ticker_for(host)
     dash.ticker = ticker
     ticker.add(dash, interval)
     return dash
-
-
-def has_widget_frontend(shell: object) -> bool:
-    """True inside a Jupyter kernel; False in terminal IPython or a bare InteractiveShell."""
-    if shell is None or type(shell).__name__ == "TerminalInteractiveShell":
-        return False
-    return getattr(shell, "kernel", None) is not None

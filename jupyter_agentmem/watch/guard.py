@@ -23,11 +23,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import Any, cast
 
-if TYPE_CHECKING:
-    from jupyter_agentmem.agent.settings import AgentMem
-    from jupyter_agentmem.notebook.extension import KernelContext
+from jupyter_agentmem.units import MIN_INTERVAL_SECONDS, human_bytes
+
+from .host import GuardSettings, Host, Manager, Monitor, Resources
+from .monitor import MemorySnapshot
 
 log = logging.getLogger(__name__)
 PACKAGE_LOGGER = "jupyter_agentmem"
@@ -127,28 +128,18 @@ class Notices:
             self.shell.events.unregister("post_run_cell", self.flush)
 
 
-def install_notices(context: KernelContext) -> Notices:
+def install_notices(host: Resources) -> Notices:
     """The kernel's notice queue (idempotent); removed again at unload."""
 
     def create() -> Notices:
-        notices = Notices(context.shell)
+        notices = Notices(host.shell)
         notices.install()
         return notices
 
-    return context.resource("notices", create, Notices.close)
+    return host.resource("notices", create, Notices.close)
 
 
 # ---------------------------------------------------------------------- guard
-class _Monitor(Protocol):
-    def check(self, detailed: bool = False) -> dict[str, Any]: ...
-
-
-class _Manager(Protocol):
-    def live_ids(self) -> list[str]: ...
-    def evict(self, session_id: str) -> bool: ...
-    def stats(self) -> dict[str, Any]: ...
-
-
 @dataclass(frozen=True)
 class GuardReport:
     """What one relief did."""
@@ -197,11 +188,11 @@ class MemoryGuard:
 
     def __init__(
         self,
-        monitor: _Monitor,
-        manager: _Manager,
+        monitor: Monitor,
+        manager: Manager,
         *,
         interval: float = 2.0,
-        config: AgentMem | None = None,
+        config: GuardSettings | None = None,
         notify: Callable[[str, str], None] | None = None,
         release: Callable[[bool], None] = release_memory,
         first_batch: int = 4,
@@ -224,7 +215,7 @@ class MemoryGuard:
     @property
     def interval(self) -> float:
         value = self.config.guard_interval if self.config is not None else self._interval
-        return max(0.05, float(value))
+        return max(MIN_INTERVAL_SECONDS, float(value))
 
     @property
     def alive(self) -> bool:
@@ -264,12 +255,12 @@ class MemoryGuard:
             return None
         snap = self.monitor.check()
         self.checks += 1
-        if snap.get("status") != "critical":
+        if snap["status"] != "critical":
             self._episode, self._told_empty = None, False
             return None
         return self.relieve(snap)
 
-    def relieve(self, snap: dict[str, Any]) -> GuardReport | None:
+    def relieve(self, snap: MemorySnapshot) -> GuardReport | None:
         """Evict LRU sessions until memory is back under the warning level."""
         ids = self.manager.live_ids()
         if not ids:
@@ -277,7 +268,7 @@ class MemoryGuard:
                 self._told_empty = True
                 self._tell("guard-empty", _empty_text(snap))
             return None
-        before = int(self.manager.stats().get("estimated_bytes") or 0)
+        before = int(self.manager.stats()["estimated_bytes"])
         evicted, done, batch, after = 0, 0, self.first_batch, snap
         while done < len(ids):
             chosen = ids[done : done + batch]
@@ -291,19 +282,19 @@ class MemoryGuard:
             self._release(done == 0)  # gc.collect() after the first batch only
             done, batch = done + batch, batch * 2
             after = self.monitor.check()
-            if after.get("status") == "ok":
+            if after["status"] == "ok":
                 break
         stats = self.manager.stats()
         report = GuardReport(
             time.time(),
-            float(snap.get("usage_pct") or 0),
-            float(after.get("usage_pct") or 0),
-            str(after.get("status")),
-            int(snap.get("limit_bytes") or 0),
-            str(snap.get("limit_source")),
+            float(snap["usage_pct"]),
+            float(after["usage_pct"]),
+            after["status"],
+            int(snap["limit_bytes"]),
+            snap["limit_source"],
             evicted,
-            max(0, before - int(stats.get("estimated_bytes") or 0)),
-            int(stats.get("sessions_in_memory") or 0),
+            max(0, before - int(stats["estimated_bytes"])),
+            int(stats["sessions_in_memory"]),
         )
         self.reports.append(report)
         log.info("memory guard: %s", report)
@@ -329,16 +320,13 @@ class MemoryGuard:
             log.warning("%s", text)
 
 
-def _mib(n: int) -> str:
-    return f"{n / 2**20:,.0f} MiB"
-
-
 def report_text(r: GuardReport) -> str:
     """The one message the user sees for a relief."""
     text = (
-        f"Memory guard: kernel memory reached {r.pct_before:.0f}% of {_mib(r.limit_bytes)} "
-        f"({r.limit_source}); evicted {r.evicted} least-recently-used agent session(s) "
-        f"(~{_mib(r.estimated_freed)} estimated) to the store; they are restored "
+        f"Memory guard: kernel memory reached {r.pct_before:.0f}% of "
+        f"{human_bytes(r.limit_bytes, 0)} ({r.limit_source}); evicted {r.evicted} "
+        "least-recently-used agent session(s) "
+        f"(~{human_bytes(r.estimated_freed, 0)} estimated) to the store; they are restored "
         f"automatically when used. Now {r.pct_after:.0f}%."
     )
     if r.status_after == "critical":
@@ -346,40 +334,40 @@ def report_text(r: GuardReport) -> str:
     return text
 
 
-def _empty_text(snap: dict[str, Any]) -> str:
+def _empty_text(snap: MemorySnapshot) -> str:
     return (
-        f"Memory guard: kernel memory is at {float(snap.get('usage_pct') or 0):.0f}% of "
-        f"{_mib(int(snap.get('limit_bytes') or 0))} ({snap.get('limit_source')}) and no "
+        f"Memory guard: kernel memory is at {snap['usage_pct']:.0f}% of "
+        f"{human_bytes(snap['limit_bytes'], 0)} ({snap['limit_source']}) and no "
         "agent session is left in memory to evict: free large objects (del df; "
         "gc.collect()) or raise the limit."
     )
 
 
-def install_guard(context: KernelContext) -> MemoryGuard:
+def install_guard(host: Host) -> MemoryGuard:
     """Start the kernel's memory guard (idempotent); it stops when the extension unloads."""
-    notices = install_notices(context)
+    notices = install_notices(host)
 
     def create() -> MemoryGuard:
         guard = MemoryGuard(
-            context.monitor,
-            context.manager,
-            config=context.config,
+            host.monitor,
+            host.manager,
+            config=host.config,
             notify=lambda key, text: notices.post(text, key),
         )
         guard.start()
         return guard
 
-    return context.resource("memory guard", create, MemoryGuard.close, lambda g: g.alive)
+    return host.resource("memory guard", create, MemoryGuard.close, lambda g: g.alive)
 
 
-def get_guard(context: KernelContext) -> MemoryGuard | None:
-    guard: MemoryGuard | None = context.find("memory guard")
+def get_guard(host: Resources) -> MemoryGuard | None:
+    guard: MemoryGuard | None = host.find("memory guard")
     return guard
 
 
-def describe_guard(context: KernelContext) -> str:
+def describe_guard(host: Resources) -> str:
     """One line for the dashboard and ``stats``: off, on, and what it last did."""
-    guard = get_guard(context)
+    guard = get_guard(host)
     if guard is None or not guard.alive:
         return "memory guard: not running (install_guard / memory_guard=True)"
     if not guard.enabled:

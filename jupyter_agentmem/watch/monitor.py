@@ -26,14 +26,30 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import pairwise
-from typing import Any
+from typing import TypedDict
 
 import psutil
 
 logger = logging.getLogger("jupyter_agentmem.watch.monitor")
 
-Snapshot = dict[str, Any]
-"""One check: JSON-friendly values only (int, float, str, bool, None)."""
+
+class MemorySnapshot(TypedDict):
+    """One check (JSON-friendly values only); a renamed key fails mypy at every reader."""
+
+    rss_bytes: int
+    pss_bytes: int | None  # only with detailed=True (and not on macOS)
+    uss_bytes: int | None
+    limit_bytes: int
+    limit_source: str  # "cgroup" | "MEM_LIMIT" | "system"
+    limit_detail: str
+    usage_pct: float
+    status: str  # "ok" | "warning" | "critical"
+    sessions: int | None
+    leak_suspected: bool
+    timestamp: float
+
+
+Snapshot = MemorySnapshot
 
 _UNLIMITED = 2**60  # cgroup v1 reports "no limit" as ~2**63 rounded to a page
 _SIZE_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*", re.IGNORECASE | re.ASCII)
@@ -279,7 +295,7 @@ class MemoryMonitor:
             self._history.append((now, rss, sessions))
             leak = self._leak_trend()
             growth = rss - self._history[-self._leak_window][1] if leak else 0
-            snap: Snapshot = {
+            snap: MemorySnapshot = {
                 "rss_bytes": rss,
                 "pss_bytes": pss,
                 "uss_bytes": uss,
@@ -307,7 +323,7 @@ class MemoryMonitor:
             )
         elif was_leak and not leak:
             logger.info("memory leak suspicion cleared")
-        return dict(snap)
+        return snap.copy()
 
     def _announce(self, old: str, new: str, snap: Snapshot) -> None:
         """Log one line per status change and tell the callback; never raise."""
@@ -323,7 +339,7 @@ class MemoryMonitor:
         )
         if self._on_status_change is not None:
             try:
-                self._on_status_change(old, new, dict(snap))
+                self._on_status_change(old, new, snap.copy())
             except Exception:
                 logger.exception("on_status_change callback failed (ignored)")
 
@@ -342,7 +358,7 @@ class MemoryMonitor:
     def last(self) -> Snapshot | None:
         """A copy of the last check, or ``None`` if nothing was checked yet."""
         with self._lock:
-            return None if self._last is None else dict(self._last)
+            return None if self._last is None else self._last.copy()
 
     @property
     def leak_suspected(self) -> bool:

@@ -17,12 +17,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from jupyter_agentmem.notebook.extension import KernelContext
+from jupyter_agentmem.units import MIN_INTERVAL_SECONDS, MiB
 
-MiB = 1024 * 1024
+from .host import Resources
 
 
 # ----------------------------------------------------------- dashboard ticker
@@ -55,8 +54,8 @@ class DashboardTicker:
 
     def add(self, dashboard: Tickable, interval: float = 1.0) -> None:
         """Call ``dashboard.tick()`` every ``interval`` seconds (>= 0.05) from the thread."""
-        if interval < 0.05:
-            raise ValueError(f"interval must be at least 0.05 s, got {interval}")
+        if interval < MIN_INTERVAL_SECONDS:
+            raise ValueError(f"interval must be at least {MIN_INTERVAL_SECONDS} s, got {interval}")
         with self._lock:
             self._due[dashboard] = [interval, time.monotonic() + interval]
             oldest = next(iter(self._due)) if len(self._due) > self.max_dashboards else None
@@ -121,9 +120,9 @@ class DashboardTicker:
             self._wake.wait(max(0.0, wait))
 
 
-def ticker_for(context: KernelContext) -> DashboardTicker:
+def ticker_for(host: Resources) -> DashboardTicker:
     """The kernel's shared ticker, created on first use and closed with the context."""
-    return context.resource("memory dashboards", DashboardTicker, DashboardTicker.close)
+    return host.resource("memory dashboards", DashboardTicker, DashboardTicker.close)
 
 
 # ------------------------------------------------------------ per-cell watch
@@ -172,7 +171,7 @@ class CellWatcher:
         self,
         shell: Any,
         rss_reader: Callable[[], int] | None = None,
-        sample_interval: float = 0.05,
+        sample_interval: float = MIN_INTERVAL_SECONDS,
         echo: bool = True,
     ) -> None:
         self.shell, self.echo = shell, echo
@@ -270,23 +269,23 @@ def describe(r: CellMemory) -> str:
 _WATCH = "per-cell memory watch"
 
 
-def set_watch(context: KernelContext, on: bool, shell: Any = None) -> CellWatcher | None:
+def set_watch(host: Resources, on: bool, shell: Any = None) -> CellWatcher | None:
     """Turn the per-cell watch on or off for the kernel; returns the active watcher."""
     if not on:
-        context.release(_WATCH)
+        host.release(_WATCH)
         return None
 
     def create() -> CellWatcher:
-        target = shell if shell is not None else context.shell
+        target = shell if shell is not None else host.shell
         if target is None:
             raise RuntimeError("the per-cell watch needs an IPython shell")
         watcher = CellWatcher(target)
         watcher.start()
         return watcher
 
-    return context.resource(_WATCH, create, CellWatcher.stop)
+    return host.resource(_WATCH, create, CellWatcher.stop)
 
 
-def get_watcher(context: KernelContext) -> CellWatcher | None:
-    watcher: CellWatcher | None = context.find(_WATCH)
+def get_watcher(host: Resources) -> CellWatcher | None:
+    watcher: CellWatcher | None = host.find(_WATCH)
     return watcher
