@@ -36,7 +36,8 @@ import threading
 import time
 import weakref
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol
 
 from jupyter_agentmem.errors import SessionConflictError, StoreCorruptError, StoreError
 from jupyter_agentmem.stores.base import LogEntry, LogStore, SessionData, SessionStore
@@ -44,8 +45,14 @@ from jupyter_agentmem.stores.base import LogEntry, LogStore, SessionData, Sessio
 from .state import FORMAT_VERSION
 
 if TYPE_CHECKING:
-    from .manager import SessionManager
     from .state import ConversationState, Message
+
+
+class _Owner(Protocol):
+    """What the writer needs from its SessionManager: whole saves (checkpoints)."""
+
+    def flush(self, ids: Iterable[str] | None = None) -> int: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +75,7 @@ class Journal:
     def __init__(
         self,
         store: SessionStore,
-        manager: SessionManager,
+        manager: _Owner,
         *,
         writer: str | None = None,
         capacity: int = 10_000,
