@@ -105,6 +105,23 @@ def test_turns_survive_a_crash_without_any_save(
     again.close()
 
 
+def test_a_message_with_a_lone_surrogate_is_logged_exactly(tmp_path: Path) -> None:
+    """A tool listing non-UTF-8 file names: the log must not stall on it (SQLite stores UTF-8)."""
+    path = tmp_path / "s.sqlite3"
+    m = manager(SQLiteStore(path))
+    odd = {"role": "tool", "tool_call_id": "c1", "content": '["report\udcff.csv"]'}
+    m.get_or_create("a").add_messages([{"role": "user", "content": "ls"}, odd])
+    say(m, "a", "after")
+    assert m.sync_log(5.0)
+    crash(m)
+    again = manager(SQLiteStore(path))
+    assert again.get_or_create("a").recent_messages[1:] == [
+        odd,
+        {"role": "user", "content": "after"},
+    ]
+    again.close()
+
+
 def test_restore_applies_the_log_on_top_of_the_last_save_without_duplicates(
     reopen: Callable[[], SessionStore],
 ) -> None:

@@ -57,6 +57,7 @@ class _Owner(Protocol):
 log = logging.getLogger(__name__)
 
 _RESTORE_TRIES = 5
+_CHUNK_CHARS = 1 << 20  # JSON characters per log transaction (bounds the writer's memory)
 _POLL = 1.0  # seconds between checks, when idle, that the manager still exists
 
 
@@ -180,8 +181,9 @@ class Journal:
                     return
                 while self._queue and len(batch) < 4096:
                     batch.append(self._queue.popleft())
-            if self._commit(batch):
-                batch, delay = [], 0.05
+            batch = self._commit(batch)
+            if not batch:
+                delay = 0.05
                 self._checkpoint()
             elif self._stop:
                 self._give_up(batch)
@@ -190,26 +192,37 @@ class Journal:
                 time.sleep(delay)
                 delay = min(1.0, delay * 2)
 
-    def _commit(self, batch: list[tuple[str, int, Message]]) -> bool:
-        items: list[tuple[str, LogEntry]] = []
-        for sid, seq, message in batch:
-            text = json.dumps(message, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-            items.append((sid, (self.writer, seq, text)))
-        try:
-            self.store.append_log(items)
-        except Exception as exc:  # any backend failure: retried, the session stays in memory
-            if self.last_error is None:
-                log.warning("could not append to the turn log (%s); retrying", exc)
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            return False
-        with self._cond:
-            for sid, _, _ in batch:
-                self._counts[sid] = self._counts.get(sid, 0) + 1
-            self._done += len(batch)
-            self.commits += 1
-            self.last_error = None
-            self._cond.notify_all()
-        return True
+    def _commit(self, batch: list[tuple[str, int, Message]]) -> list[tuple[str, int, Message]]:
+        """Append ``batch`` in transactions of about ``_CHUNK_CHARS`` of JSON, so a turn with
+        megabytes of messages never holds more than that twice in memory; returns what
+        could not be written (kept in order, retried)."""
+        done = 0
+        while done < len(batch):
+            items: list[tuple[str, LogEntry]] = []
+            size = 0
+            for sid, seq, message in batch[done:]:
+                text = _encode(message)
+                items.append((sid, (self.writer, seq, text)))
+                size += len(text)
+                if size >= _CHUNK_CHARS:
+                    break
+            try:
+                self.store.append_log(items)
+            except Exception as exc:  # any backend failure: retried, the session stays in memory
+                if self.last_error is None:
+                    log.warning("could not append to the turn log (%s); retrying", exc)
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                return batch[done:]
+            with self._cond:
+                for sid, _ in items:
+                    self._counts[sid] = self._counts.get(sid, 0) + 1
+                self._done += len(items)
+                self.commits += 1
+                self.last_error = None
+                self._cond.notify_all()
+            done += len(items)
+            del items
+        return []
 
     def _give_up(self, batch: list[tuple[str, int, Message]]) -> None:
         """Closing with the store down: the manager's final flush saves these sessions."""
@@ -252,6 +265,18 @@ class Journal:
             thread = self._thread
         if thread is not None:
             thread.join(5.0)
+
+
+def _encode(message: Message) -> str:
+    """JSON of one message; lone surrogates (e.g. file names that are not UTF-8) are
+    escaped, so every store can write the entry and ``json.loads`` restores it exactly."""
+    text = json.dumps(message, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = json.dumps(message, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    return text
 
 
 def empty_document(sid: str) -> SessionData:

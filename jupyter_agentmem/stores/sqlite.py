@@ -188,7 +188,13 @@ class SQLiteStore:
     @staticmethod
     def _encode(data: SessionData) -> str:
         try:
-            return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+            text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+            if not text.isascii():
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:  # lone surrogates: escaped, json.loads restores them
+                    text = json.dumps(data, allow_nan=False, separators=(",", ":"))
+            return text
         except (TypeError, ValueError) as exc:
             raise StoreError(f"session document is not JSON: {exc}") from exc
 
