@@ -173,6 +173,40 @@ def test_durable_turns_off_writes_no_log(tmp_path: Path) -> None:
     m.close()
 
 
+def test_durable_turns_can_be_switched_at_run_time(tmp_path: Path) -> None:
+    m = manager(SQLiteStore(tmp_path / "s.sqlite3"))
+    m.set_durable_turns(False)
+    assert m.journal is None
+    say(m, "a", "not logged")
+    assert m.store.read_log("a") == []  # type: ignore[attr-defined]
+    m.set_durable_turns(None)  # SQLite outlives the process: on
+    say(m, "a", "logged")
+    assert m.sync_log(5.0)
+    # numbered while off (1), logged once on again (2)
+    assert [e[1] for e in m.store.read_log("a")] == [2]  # type: ignore[attr-defined]
+    m.close()
+
+
+def test_turns_added_while_logging_was_off_survive_a_merge(tmp_path: Path) -> None:
+    """The merge skips local messages the stored copy already holds by their numbers, so
+    messages added with the log switched off must be numbered too, or they would be lost."""
+    path = tmp_path / "s.sqlite3"
+    a, b = manager(SQLiteStore(path)), manager(SQLiteStore(path))
+    say(a, "s", "a1")
+    a.flush()
+    say(b, "s", "b1")
+    a.set_durable_turns(False)
+    say(a, "s", "a2", "a3")
+    a.set_durable_turns(True)
+    say(a, "s", "a4")
+    b.flush()
+    a.flush()  # conflicts with b's save: merged
+    fresh = SessionManager(store=SQLiteStore(path), policy=policy(), durable_turns=False)
+    assert contents(fresh, "s") == ["a1", "b1", "a2", "a3", "a4"]
+    for m in (a, b, fresh):
+        m.close()
+
+
 def test_a_long_log_is_checkpointed_into_a_whole_save() -> None:
     store = MemoryStore()
     m = manager(store)

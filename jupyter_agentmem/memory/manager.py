@@ -157,6 +157,7 @@ class SessionManager:
         self.last_store_error: str | None = None
         self._closed = False
         self.durable_turns = durable_turns
+        self._writer: str | None = None  # this manager's name in turn logs, once it had one
         self.journal = self._journal_for(store)
 
     # ------------------------------------------------------------ accounting
@@ -175,16 +176,42 @@ class SessionManager:
             return
         self._largest.consider(state)
 
-    def _journal_for(self, store: SessionStore, writer: str | None = None) -> Journal | None:
+    def _journal_for(self, store: SessionStore) -> Journal | None:
         durable = self.durable_turns
         if durable is None:
             durable = bool(getattr(store, "persistent", True))
-        return Journal(store, self, writer=writer) if durable and supports_log(store) else None
+        if not (durable and supports_log(store)):
+            return None
+        journal = Journal(store, self, writer=self._writer)
+        self._writer = journal.writer
+        return journal
+
+    def set_durable_turns(self, durable: bool | None) -> None:
+        """Turn the turn log on (``True``; ``None``: if the store outlives the process) or
+        off (``False``, for throw-away work: only evictions and flushes save).
+
+        Switching it on saves live sessions whole first, so that every message added
+        since a session's last save is numbered (the merge of concurrent kernels
+        relies on it); switched off, messages are still numbered, not logged."""
+        with self._io_lock:
+            old, self.durable_turns = self.journal, durable
+            with self.lock:
+                self.journal = None
+            if old is not None:
+                old.close()  # drains what is queued
+            elif self._writer is None:
+                self._flush()
+            journal = self._journal_for(self.store)
+            with self.lock:
+                self.journal = journal
 
     def _appended(self, state: ConversationState, batch: list[Message]) -> None:
         """Messages were added (state lock held): queue them for the turn log."""
         if self.journal is not None:
             self.journal.record(state, batch)
+        elif self._writer is not None:  # logging off for now: keep numbering them
+            marks = state.log_marks
+            marks[self._writer] = marks.get(self._writer, 0) + len(batch)
 
     def _snapshot(self, state: ConversationState) -> _Eviction:
         """A whole-session document to save (lock held); it covers the turn log so far."""
@@ -275,7 +302,7 @@ class SessionManager:
                 if attempt:  # two kernels saving in lockstep: let one of them win
                     time.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
                 stored = self.store.load(sid)
-                writer = self.journal.writer if self.journal is not None else None
+                writer = self._writer
                 doc = merge_documents(
                     stored, doc, base_turns, self.policy.max_summary_chars, writer
                 )
@@ -543,8 +570,7 @@ class SessionManager:
                 self.store = store
                 for state in self._live.values():
                     state.revision = 0  # not in the new store yet
-                writer = self.journal.writer if self.journal is not None else None
-                self.journal = self._journal_for(store, writer)
+                self.journal = self._journal_for(store)
             self._store_down_until = 0.0
             self.last_store_error = None
             self._flush()

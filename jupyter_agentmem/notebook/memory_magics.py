@@ -212,6 +212,8 @@ def _apply_live(context: KernelContext, values: dict[str, Any]) -> None:
     for key in ("max_sessions", "max_memory_bytes", "idle_timeout"):
         if key in values:
             setattr(manager, key, values[key])
+    if "durable_turns" in values:
+        manager.set_durable_turns(None if values["durable_turns"] else False)
     policy = {k: values[k] for k in _POLICY_KEYS if k in values}
     if policy:  # states share the manager's policy object: all of them switch, live or evicted
         manager.update_policy(**policy)
