@@ -27,7 +27,7 @@ from jupyter_agentmem.errors import SessionConflictError, StoreCorruptError, Sto
 from jupyter_agentmem.stores.base import SessionData, SessionStore
 
 from .journal import Journal, load_document, supports_log
-from .state import ConversationState, Message, StatePolicy, merge_documents
+from .state import ConversationState, Message, StatePolicy, count_user_turns, merge_documents
 from .summarize import ExtractiveSummarizer, Summarizer
 
 log = logging.getLogger(__name__)
@@ -345,7 +345,9 @@ class SessionManager:
         extra = state.total_turns - turns
         newer = state._messages[len(state._messages) - extra :] if extra > 0 else []
         total = int(doc["total_turns"])
-        state._fill(dict(doc, messages=doc["messages"] + newer, total_turns=total + len(newer)))
+        users = int(doc.get("user_turns", count_user_turns(doc["messages"])))
+        merged = dict(doc, messages=doc["messages"] + newer, total_turns=total + len(newer))
+        state._fill(dict(merged, user_turns=users + count_user_turns(newer)))
         state.base_turns = total
 
     def _store_failed(self, item: _Eviction, exc: Exception) -> None:
@@ -625,6 +627,7 @@ class SessionManager:
             "messages": len(state._messages) if state._messages is not None else None,
             "summary_chars": len(state._summary),
             "total_turns": state.total_turns,
+            "user_turns": state.user_turns,
             "compactions": state.compactions,
             "estimated_bytes": state.memory_estimate_bytes,
             "last_access": state.last_access,

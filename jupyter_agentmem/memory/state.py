@@ -142,6 +142,7 @@ class ConversationState:
         "session_id",
         "total_turns",
         "truncated_bytes_saved",
+        "user_turns",
     )
 
     def __init__(
@@ -174,7 +175,8 @@ class ConversationState:
         self._tokens = array("q")
         self._window_bytes = 0
         self._window_tokens = 0
-        self.total_turns = 0
+        self.total_turns = 0  # messages ever added
+        self.user_turns = 0  # questions asked: what people call turns
         self.compactions = 0
         self.truncated_bytes_saved = 0
         self.created_at = self.last_access = time.time()
@@ -306,6 +308,7 @@ class ConversationState:
                 self._tokens.extend(tokens)
                 self._window_tokens += sum(tokens)
             self.total_turns += len(batch)
+            self.user_turns += count_user_turns(batch)
             self.last_access = time.time()
             self._changed()
             if self._owner is not None:
@@ -525,6 +528,7 @@ class ConversationState:
             "summary": self._summary,
             "messages": list(messages),
             "total_turns": self.total_turns,
+            "user_turns": self.user_turns,
             "compactions": self.compactions,
             "truncated_bytes_saved": self.truncated_bytes_saved,
             "created_at": self.created_at,
@@ -575,6 +579,7 @@ class ConversationState:
         self._summary = summary
         try:
             self.total_turns = int(data.get("total_turns", len(messages)))
+            self.user_turns = int(data.get("user_turns", count_user_turns(messages)))
             self.compactions = int(data.get("compactions", 0))
             self.truncated_bytes_saved = int(data.get("truncated_bytes_saved", 0))
             self.created_at = float(data.get("created_at", time.time()))
@@ -606,6 +611,11 @@ class ConversationState:
             f"<ConversationState {self.session_id!r} {where}: {count} recent messages, "
             f"summary {len(self._summary)} chars, {self.total_turns} turns, ~{self._bytes:,} B>"
         )
+
+
+def count_user_turns(messages: list[Message]) -> int:
+    """How many of ``messages`` are the user's (one per question asked)."""
+    return sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "user")
 
 
 def merge_documents(
@@ -641,6 +651,8 @@ def merge_documents(
     merged = dict(stored)
     merged["messages"] = list(stored.get("messages", [])) + fresh
     merged["total_turns"] = int(stored.get("total_turns", 0)) + added
+    stored_users = stored.get("user_turns", count_user_turns(stored.get("messages", [])))
+    merged["user_turns"] = int(stored_users) + count_user_turns(fresh)
     merged["last_access"] = max(float(stored.get("last_access", 0)), float(local["last_access"]))
     merged["truncated_bytes_saved"] = max(
         int(stored.get("truncated_bytes_saved", 0)), int(local.get("truncated_bytes_saved", 0))
