@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Protocol
 from jupyter_agentmem.errors import SessionConflictError, StoreCorruptError, StoreError
 from jupyter_agentmem.stores.base import LogEntry, LogStore, SessionData, SessionStore
 
-from .state import FORMAT_VERSION
+from .document import FORMAT_VERSION, count_user_turns, field
 
 if TYPE_CHECKING:
     from .state import ConversationState, Message
@@ -286,9 +286,10 @@ def empty_document(sid: str) -> SessionData:
         "session_id": sid,
         "summary": "",
         "messages": [],
-        "total_turns": 0,
+        "messages_total": 0,
+        "turns": 0,
         "compactions": 0,
-        "truncated_bytes_saved": 0,
+        "truncated_chars_saved": 0,
         "created_at": now,
         "last_access": now,
         "revision": 0,
@@ -317,14 +318,20 @@ def replay(
     if not fresh:
         return doc, 0
     merged = dict(base)
+    merged.pop("total_turns", None)  # an older document's names: written anew below
+    merged.pop("user_turns", None)
     merged["messages"] = list(base.get("messages", [])) + fresh
-    merged["total_turns"] = int(base.get("total_turns", 0)) + len(fresh)
+    merged["messages_total"] = int(field(base, "messages_total")) + len(fresh)
+    turns = field(base, "turns", None)
+    if turns is None:
+        turns = count_user_turns(list(base.get("messages", [])))
+    merged["turns"] = int(turns) + count_user_turns(fresh)
     merged["log_marks"] = marks
     merged["last_access"] = max(last_access, time.time())
     return merged, len(fresh)
 
 
-def load_document(store: SessionStore, sid: str) -> SessionData | None:
+def load_with_log(store: SessionStore, sid: str) -> SessionData | None:
     """The session as last saved plus its logged turns; a replayed session is saved
     whole right away (compacting the log), retried if another kernel saved meanwhile."""
     if not isinstance(store, LogStore):

@@ -37,7 +37,7 @@ def stats(context: KernelContext) -> dict[str, Any]:
     return {
         "memory": context.monitor.check(),
         "namespace": ns.current(context.shell),
-        "sessions": context.manager.stats(),
+        "sessions": context.manager.stats().as_dict(),
         "guard": describe_guard(context),
         "watch": get_watcher(context) is not None,
     }
@@ -75,16 +75,16 @@ def _stored_row(context: KernelContext, session_id: str) -> dict[str, Any]:
     if doc is None:
         return {}
     messages = doc.get("messages") or []
-    users = doc.get("user_turns")
+    users = doc.get("turns")
     if users is None:
-        from jupyter_agentmem.memory.state import count_user_turns
+        from jupyter_agentmem.memory.document import count_user_turns
 
         users = count_user_turns(messages)
     return {
         "messages": len(messages),
         "stored_bytes": len(json.dumps(doc, ensure_ascii=False).encode("utf-8", "replace")),
         "last_access": doc.get("last_access"),
-        "user_turns": users,
+        "turns": users,
     }
 
 

@@ -15,6 +15,7 @@ from typing import Any, cast
 from IPython import display as _ipython_display
 
 from jupyter_agentmem.errors import mask_credentials
+from jupyter_agentmem.memory.document import field
 from jupyter_agentmem.units import human_bytes
 from jupyter_agentmem.watch.snapshot import fmt_age, html_table, text_table
 
@@ -85,7 +86,7 @@ def session_rows(rows: list[dict[str, Any]]) -> list[Row]:
             "n/a" if r.get("messages") is None else r["messages"],
             human_bytes(r.get("estimated_bytes", r.get("stored_bytes"))),
             when(r.get("last_access"), now),
-            r.get("user_turns", "n/a"),
+            r.get("turns", "n/a"),
         )
         for r in rows
     ]
@@ -123,8 +124,8 @@ def render_session(doc: dict[str, Any], last: int) -> tuple[str, str]:
     messages = list(doc.get("messages") or [])[-last:]
     where = "in memory" if doc.get("in_memory") else "in the store (not restored)"
     head = (
-        f"session {label(doc['session_id'])!r} ({where}): {doc.get('user_turns', 'n/a')} turn(s), "
-        f"{doc.get('total_turns', 0)} messages, {doc.get('compactions', 0)} compactions, "
+        f"session {label(doc['session_id'])!r} ({where}): {doc.get('turns', 'n/a')} turn(s), "
+        f"{field(doc, 'messages_total')} messages, {doc.get('compactions', 0)} compactions, "
         f"showing {len(messages)} recent messages"
     )
     summary = doc.get("summary") or "(no summary yet)"
