@@ -21,7 +21,7 @@ How (the format is in ``stores/base.py``, "turn log"):
 - Compaction: saving a session whole records ``log_marks`` in the document and
   drops the entries it covers; the writer also saves a session whole once it
   has ``checkpoint_every`` entries in the log, so the on-disk log stays short.
-- Restore (:func:`load_document`): the stored document plus the entries above
+- Restore (:func:`load_with_log`): the stored document plus the entries above
   its marks, in log order. A replayed session is saved whole at once, so the
   log is compacted and the merge of concurrent kernels sees one base.
 """
