@@ -122,3 +122,16 @@ def test_revision_is_read_alone(store: RedisStore) -> None:
     store.save("s", doc("s", ["a"], revision=1))
     store.save("s", doc("s", ["a", "b"], revision=2))
     assert store.revision("s") == 2
+
+
+def test_the_turn_log_works_in_a_cluster(store: RedisStore, raw: ClusterClient) -> None:
+    ids = [f"log-{i}" for i in range(6)]  # several slots, several nodes
+    store.append_log([(sid, ("w1", n, f'{{"n":{n}}}')) for sid in ids for n in (1, 2)])
+    assert raw.keyslot(store._log_key("log-0")) == raw.keyslot(store.doc_key("log-0"))
+    assert sorted(store.list_ids()) == ids and store.count() == 6  # log-only sessions listed
+    assert store.read_log("log-3") == [("w1", 1, '{"n":1}'), ("w1", 2, '{"n":2}')]
+    saved = dict(doc("log-3", ["x"], revision=1), log_marks={"w1": 1})
+    store.save("log-3", saved)  # compaction drops what the document covers
+    assert store.read_log("log-3") == [("w1", 2, '{"n":2}')]
+    assert store.delete("log-4") and store.read_log("log-4") == []
+    assert sorted(store.list_ids()) == [i for i in ids if i != "log-4"]

@@ -47,6 +47,15 @@ with no client-side retry, so a dead or frozen Redis costs one timeout, never a
 hang, while the manager keeps sessions in memory. A value under our prefix that
 we did not write raises :class:`StoreCorruptError` for that id only. Messages
 mask any password in the URL.
+
+Turn log (``stores/base.py``): ``{prefix}l:{<id>}`` is a LIST of entries
+``writer TAB seq TAB message-JSON``, appended by one script per session (which
+also pushes the TTL and, on a standalone server, indexes the id; in Cluster mode
+the index is updated first by its own script). It shares the document's hash
+tag, so the log, its compaction script and the document live in one slot.
+Saving a document with ``log_marks`` then runs a one-key script that drops the
+entries the document covers; that step need not be atomic with the save, since
+a restore skips covered entries anyway.
 """
 
 from __future__ import annotations
@@ -61,7 +70,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from jupyter_agentmem.errors import SessionConflictError, StoreCorruptError, StoreError
 
 from . import redis_scripts as scripts
-from .base import SessionData
+from .base import LogEntry, SessionData
 
 try:
     import redis
@@ -161,6 +170,7 @@ class RedisStore:
         self.compress_threshold = compress_threshold
         self._ttl_ms = 0 if ttl is None else max(1, round(ttl * 1000))
         self._docs = prefix.encode() + b"d:"
+        self._logs = prefix.encode() + b"l:"
         self._index = prefix.encode() + b"ids"
         self._closed = False
         self._owns_client = client is None
@@ -182,12 +192,17 @@ class RedisStore:
         self._load_script = client.register_script(scripts.LOAD_TOUCH)
         self._index_script = client.register_script(scripts.INDEX)
         self._prune_script = client.register_script(scripts.PRUNE)
+        self._append_script = client.register_script(scripts.APPEND)
+        self._compact_script = client.register_script(scripts.COMPACT)
         if not self.cluster:
             self._migrate_v1()
 
     def doc_key(self, session_id: str) -> bytes:
         """``{prefix}d:{<id>}``: the ``{...}`` hash tag keeps a session's keys in one slot."""
         return self._docs + b"{" + _id_bytes(session_id) + b"}"
+
+    def _log_key(self, session_id: str) -> bytes:
+        return self._logs + b"{" + _id_bytes(session_id) + b"}"
 
     def _migrate_v1(self) -> None:
         """Rename version-1 keys (``{prefix}s:<id>``, standalone only) once per prefix."""
@@ -269,6 +284,7 @@ class RedisStore:
         conflict stops the batch at that session (the ones before it are saved).
         """
         batch = []
+        items = list(items)
         for session_id, data in items:
             revision = data.get("revision")
             expected = "" if revision is None else str(int(revision))
@@ -278,12 +294,14 @@ class RedisStore:
         if not self.cluster:
             keys = [*(self.doc_key(sid) for sid, _, _ in batch), self._index]
             self._run_save(batch, keys, b"")
+            self._compact([(sid, data.get("log_marks")) for sid, data in items])
             return len(batch)
         with self._io("indexing sessions"):
             ids = [_id_bytes(sid) for sid, _, _ in batch]
             score = self._index_script(keys=[self._index], args=["add", self._ttl_ms, *ids])
-        for item in batch:
+        for item, (_, data) in zip(batch, items, strict=True):
             self._run_save([item], [self.doc_key(item[0])], score)
+            self._compact([(item[0], data.get("log_marks"))])
         return len(batch)
 
     def _run_save(self, batch: list[tuple[str, str, bytes]], keys: list[bytes], at: bytes) -> None:
@@ -301,6 +319,52 @@ class RedisStore:
                 f"this write expected {int(expected) - 1} (another kernel changed it)"
             )
         raise self._foreign(session_id)
+
+    def _compact(self, saved: list[tuple[str, Any]]) -> None:
+        """Drop the log entries each saved document covers (best effort, see the module doc)."""
+        todo = [(sid, marks) for sid, marks in saved if isinstance(marks, dict) and marks]
+        if not todo:
+            return
+        with self._io("compacting the turn log"):
+            pipe = None if self.cluster else self._client.pipeline(transaction=False)
+            for sid, marks in todo:  # a Cluster pipeline cannot load scripts: one call each
+                keys, args = [self._log_key(sid)], [json.dumps(marks)]
+                self._compact_script(keys=keys, args=args, client=pipe or self._client)
+            if pipe is not None:
+                pipe.execute()
+
+    def append_log(self, items: list[tuple[str, LogEntry]]) -> None:
+        """Append turn-log entries: one script per session (one round trip on a standalone
+        server; in Cluster mode the ids are indexed first, then one call per session)."""
+        grouped: dict[str, list[bytes]] = {}
+        for sid, (writer, seq, message) in items:
+            line = f"{writer}\t{int(seq)}\t{message}".encode("utf-8", "surrogatepass")
+            grouped.setdefault(sid, []).append(line)
+        with self._io("appending to the turn log"):
+            if self.cluster:
+                ids = [_id_bytes(sid) for sid in grouped]
+                self._index_script(keys=[self._index], args=["add", self._ttl_ms, *ids])
+            pipe = None if self.cluster else self._client.pipeline(transaction=False)
+            for sid, lines in grouped.items():
+                keys = [self._log_key(sid), self.doc_key(sid)]
+                if not self.cluster:
+                    keys.append(self._index)
+                args: list[bytes | int] = [_id_bytes(sid), self._ttl_ms, *lines]
+                self._append_script(keys=keys, args=args, client=pipe or self._client)
+            if pipe is not None:
+                pipe.execute()
+
+    def read_log(self, session_id: str) -> list[LogEntry]:
+        with self._io("reading the turn log", session_id):
+            raw: list[Any] = self._client.lrange(self._log_key(session_id), 0, -1)
+        entries: list[LogEntry] = []
+        for line in raw:
+            try:
+                writer, seq, message = line.decode("utf-8", "surrogatepass").split("\t", 2)
+                entries.append((writer, int(seq), message))
+            except ValueError as exc:
+                raise self._foreign(session_id, f"a damaged turn log ({exc})") from exc
+        return entries
 
     def load(self, session_id: str) -> SessionData | None:
         key = self.doc_key(session_id)
@@ -336,11 +400,11 @@ class RedisStore:
         ident = _id_bytes(session_id)
         with self._io("deleting a session"):
             if self.cluster:  # two slots: the document first, a stale index entry is pruned
-                removed = self._client.delete(self.doc_key(session_id))
+                removed = self._client.delete(self.doc_key(session_id), self._log_key(session_id))
                 self._client.zrem(self._index, ident)
             else:
                 pipe = self._client.pipeline(transaction=True)
-                pipe.delete(self.doc_key(session_id))
+                pipe.delete(self.doc_key(session_id), self._log_key(session_id))
                 pipe.zrem(self._index, ident)
                 removed, _ = pipe.execute()
         return bool(removed)
@@ -356,13 +420,15 @@ class RedisStore:
 
     def _prune(self, chunk: list[bytes]) -> list[bytes]:
         """The ids of ``chunk`` whose document exists; unindex the others."""
-        keys = [self._docs + b"{" + ident + b"}" for ident in chunk]
+        docs = [self._docs + b"{" + ident + b"}" for ident in chunk]
+        logs = [self._logs + b"{" + ident + b"}" for ident in chunk]
         if not self.cluster:
-            result: list[bytes] = self._prune_script(keys=[self._index, *keys], args=chunk)
+            keys = [self._index, *docs, *logs]
+            result: list[bytes] = self._prune_script(keys=keys, args=chunk)
             return result
         pipe = self._client.pipeline(transaction=False)  # grouped by node: one trip each
-        for key in keys:
-            pipe.exists(key)
+        for doc, log in zip(docs, logs, strict=True):
+            pipe.exists(doc, log)  # one slot: a document or a turn log
         found = pipe.execute()
         gone = [ident for ident, hit in zip(chunk, found, strict=True) if not hit]
         if gone:

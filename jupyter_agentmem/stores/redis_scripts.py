@@ -93,15 +93,50 @@ return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
 )
 
-# KEYS: index, key_1..key_n. ARGV: id_1..id_n. Returns the live ids, unindexes the others
-# (deleted outside this store, or evicted by a maxmemory policy). Standalone only.
+# KEYS: index, doc_1..doc_n, log_1..log_n. ARGV: id_1..id_n. Returns the live ids (a document
+# or a turn log), unindexes the others (deleted outside this store, or evicted by maxmemory).
+# Standalone only.
 PRUNE = """
-local live = {}
-for i = 1, #ARGV do
-  if redis.call('EXISTS', KEYS[i + 1]) == 1 then live[#live + 1] = ARGV[i]
+local live, n = {}, #ARGV
+for i = 1, n do
+  if redis.call('EXISTS', KEYS[i + 1], KEYS[n + i + 1]) > 0 then live[#live + 1] = ARGV[i]
   else redis.call('ZREM', KEYS[1], ARGV[i]) end
 end
 return live
+"""
+
+# KEYS: log, document, [index] (standalone). ARGV: id, ttl_ms, entry_1..entry_n.
+APPEND = (
+    NOW
+    + """
+for i = 3, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
+local ttl = tonumber(ARGV[2])
+local score = '+inf'
+if ttl > 0 then
+  score = now_ms() + ttl
+  redis.call('PEXPIREAT', KEYS[1], score)
+  if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIREAT', KEYS[2], score) end
+end
+if KEYS[3] then redis.call('ZADD', KEYS[3], score, ARGV[1]) end
+return #ARGV - 2
+"""
+)
+
+# KEYS: log. ARGV: JSON {writer: seq}. Drops the entries at or below their writer's mark.
+COMPACT = """
+local marks = cjson.decode(ARGV[1])
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+local kept = {}
+for _, e in ipairs(items) do
+  local w, j = string.match(e, '^([^\t]*)\t(%d+)\t')
+  if w == nil or marks[w] == nil or tonumber(j) > tonumber(marks[w]) then kept[#kept + 1] = e end
+end
+if #kept == #items then return 0 end
+local ttl = redis.call('PTTL', KEYS[1])
+redis.call('DEL', KEYS[1])
+for _, e in ipairs(kept) do redis.call('RPUSH', KEYS[1], e) end
+if ttl > 0 and #kept > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+return #items - #kept
 """
 
 # KEYS: old, new. Moves a hash written by version 1 of the key scheme, unless the new key exists.
