@@ -11,6 +11,7 @@ FastAPI's ``max_body_size`` (413 before the body is read whole; a declared
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -90,6 +91,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        served.loop = asyncio.get_running_loop()
         try:
             yield
         finally:
