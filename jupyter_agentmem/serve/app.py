@@ -29,7 +29,7 @@ from jupyter_agentmem.agent.settings import AgentMem
 from jupyter_agentmem.memory.manager import SessionManager
 from jupyter_agentmem.watch.monitor import MemoryMonitor
 
-from .auth import Tenants
+from .auth import LocalIds, Tenants
 from .deps import Served
 from .metrics import make_registry
 from .openai_compat import add_openai_routes
@@ -70,6 +70,7 @@ def create_app(
     max_runs: int = 10_000,
     title: str = "jupyter-agentmem",
     close_agent: bool | None = None,
+    local_ids: LocalIds | None = None,
 ) -> FastAPI:
     """A FastAPI app serving ``agent`` (default: :func:`default_agent`, closed with the app).
 
@@ -77,12 +78,14 @@ def create_app(
     and must only listen on loopback. Events of a run are kept ``event_ttl`` seconds
     after it ends, at most ``max_run_bytes`` per run. ``close_agent`` (default: only
     when the app built the agent) closes the agent and its manager at shutdown.
+    ``local_ids`` maps session names to manager ids when there are no tokens (the
+    kernel's own naming, so ``%%agent -s NAME`` and HTTP share a conversation).
     """
     owns = agent is None if close_agent is None else close_agent
     agent = agent if agent is not None else default_agent()
     served = Served(
         agent=agent,
-        tenants=Tenants(tokens),
+        tenants=Tenants(tokens, local_ids),
         runs=RunRegistry(agent, ttl=event_ttl, max_run_bytes=max_run_bytes, max_runs=max_runs),
         monitor=monitor or MemoryMonitor(session_count=agent.manager.__len__),
         max_body_bytes=max_body_bytes,
