@@ -223,7 +223,11 @@ def test_agent_answer_streams_into_the_cell(lab: str, tmp_path: Path) -> None:
             result = page.locator(".jp-Cell").nth(1).locator(".jp-OutputArea-executeResult")
             result.wait_for(timeout=10_000)
             assert "north" in result.inner_text()  # the tool's rows reached the answer
-            assert "session `browser`" in outputs.inner_text() or "browser" in outputs.inner_text()
+            answer = result.inner_text()  # the footer sits under the answer, in the result
+            # The footer, rendered from Markdown (the session name's backticks became <code>).
+            footer = re.search(r"session browser · [\d,]+ → [\d,]+ tokens", answer)
+            assert footer and answer.index("north") < footer.start(), answer
+            assert result.locator("sub code", has_text="browser").count() == 1
         finally:
             browser.close()
 

@@ -16,7 +16,8 @@ from IPython.utils.capture import capture_output
 
 from jupyter_agentmem.agent.settings import AgentMem
 from jupyter_agentmem.notebook import extension
-from jupyter_agentmem.notebook.memory_magics import SUBCOMMANDS, set_config
+from jupyter_agentmem.notebook.memory_commands import set_config
+from jupyter_agentmem.notebook.memory_magics import SUBCOMMANDS
 from jupyter_agentmem.watch import ticker as watch
 
 MiB = 2**20
@@ -106,8 +107,20 @@ def test_stats_table_and_output_variable(ctx: Any, shell: InteractiveShell) -> N
     assert data["sessions"]["sessions_in_memory"] == 5
     assert data["memory"]["rss_bytes"] > 0 and data["memory"]["limit_source"]
     assert re.search(r"sessions\.sessions_in_memory +5\n", text) and "<table" in page
-    assert re.search(r"guard +memory guard: (on, every 2 s|not running)", text)
+    # load() starts the guard (memory_guard=True by default), every guard_interval = 2 s.
+    assert re.search(r"guard +memory guard: on, every 2 s\n", text), text
     assert "watch" in text
+
+
+def test_stats_says_when_the_guard_is_off() -> None:
+    extension.unload()
+    shell = InteractiveShell.instance()
+    extension.load(shell, AgentMem(store_url="memory://", memory_guard=False))
+    try:
+        text, _ = run(shell, "stats")
+    finally:
+        extension.unload()
+    assert re.search(r"guard +memory guard: not running ", text), text
 
 
 def test_sessions_lists_a_bounded_page(ctx: Any, shell: InteractiveShell) -> None:
@@ -139,7 +152,7 @@ def test_show_folds_tool_results_and_escapes(ctx: Any, shell: InteractiveShell) 
         ]
     )
     text, page = run(shell, "show <b>x</b>")
-    assert "session '<b>x</b>' (in memory): 3 turns" in text
+    assert "session '<b>x</b>' (in memory): 1 turn(s), 3 messages" in text
     assert "&lt;b&gt;x&lt;/b&gt;" in page and "<b>x</b>" not in page.replace("<b>session", "")
     assert "<details><summary><b>tool result</b> calc (5,000 chars)</summary>" in page
     assert "what is &lt;2+2&gt;?" in page and "→ calls <code>calc</code>" in page
@@ -152,7 +165,7 @@ def test_show_reads_an_evicted_session_without_restoring_it(
     ctx.manager.evict("s2")
     text, _ = run(shell, "show s2")
     assert "in the store (not restored)" in text and "[user] q2" in text
-    assert "s2" not in ctx.manager.live_ids() and ctx.manager.stats()["restores"] == 0
+    assert "s2" not in ctx.manager.live_ids() and ctx.manager.stats().restores == 0
 
 
 def test_compact_one_and_all(ctx: Any, shell: InteractiveShell) -> None:
@@ -179,7 +192,7 @@ def test_evict_and_delete(ctx: Any, shell: InteractiveShell) -> None:
 def test_limits_apply_live(
     ctx: Any, shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("MEM_LIMIT", "")  # so that the value set below is undone
+    monkeypatch.setenv("MEM_LIMIT", "")
     old = ctx.manager.get_or_create("s0")
     text, _ = run(
         shell, "limits --max-sessions 3 --max-memory 256MB --max-recent 4 --mem-limit 30GB"
@@ -193,10 +206,12 @@ def test_limits_apply_live(
     assert manager.get_or_create("fresh").policy.max_recent == 4
     import os
 
-    assert os.environ["MEM_LIMIT"] == str(30 * 10**9)
+    assert os.environ["MEM_LIMIT"] == ""  # the limit goes to the monitor, not the environment
+    assert config.mem_limit == ctx.monitor.mem_limit == 30 * 10**9
     assert "max_sessions         3" in text and "memory_limit_source" in text
-    monkeypatch.setenv("MEM_LIMIT", "1")  # a tiny limit: the monitor sees it at once
-    assert ctx.monitor.check()["limit_source"] == "MEM_LIMIT"
+    run(shell, "limits --mem-limit 1MB")  # a small limit: the monitor sees it at once
+    assert ctx.monitor.check()["limit_bytes"] == 10**6
+    assert ctx.monitor.check()["limit_source"] == "mem_limit"
     text, _ = run(shell, "limits")  # no flags: just show them
     assert "max_recent           4" in text
 
