@@ -48,6 +48,14 @@ class StoreCorruptError(StoreError):
     """A store file or value is not ours or is damaged; it is left untouched."""
 
 
+class StoreFullError(StoreError):
+    """The disk (or quota) holding the store is full; sessions stay in memory."""
+
+
+class StoreReadOnlyError(StoreError):
+    """The store file or its directory cannot be written by this process."""
+
+
 class SessionConflictError(StoreError):
     """Another process changed the stored session since this one loaded it."""
 

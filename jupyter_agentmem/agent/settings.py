@@ -110,6 +110,11 @@ class AgentMem(Configurable):
     render_bytes_per_second = Int(
         400_000, help="Upper bound of bytes re-sent per second while streaming."
     ).tag(config=True)
+    durable_turns = Bool(
+        True,
+        help="Append every finished turn to the store's turn log at once (a kernel killed "
+        "with SIGKILL loses nothing finished); False for throw-away work.",
+    ).tag(config=True)
     memory_guard = Bool(
         True, help="Evict sessions when the process reaches the critical memory level."
     ).tag(config=True)

@@ -29,6 +29,7 @@ Document = dict[str, Any]
 
 FORMAT_VERSION = 1
 LINEAGE = 8  # write ids kept per document (bounded)
+MAX_LOG_MARKS = 32  # turn-log writers remembered per document (stores/base.py, "turn log")
 
 # Current field names, and the names older versions wrote (still read).
 _OLD_NAMES = {
@@ -74,8 +75,23 @@ def with_write(doc: Document, lineage: list[str], write_id: str) -> Document:
     return doc
 
 
+def log_marks_of(doc: Document | None) -> dict[str, int]:
+    """``{writer: seq}``: the newest turn-log entry of each writer the document holds."""
+    marks = doc.get("log_marks") if doc is not None else None
+    if not isinstance(marks, dict):
+        return {}
+    try:
+        return {str(w): int(seq) for w, seq in marks.items()}
+    except (TypeError, ValueError) as exc:
+        raise StoreCorruptError(f"damaged log_marks: {exc}") from exc
+
+
 def merge_documents(
-    stored: Document | None, local: Document, unsaved: int, max_summary_chars: int
+    stored: Document | None,
+    local: Document,
+    unsaved: int,
+    max_summary_chars: int,
+    writer: str | None = None,
 ) -> Document:
     """Merge a session changed here with the copy another writer saved meanwhile.
 
@@ -87,11 +103,18 @@ def merge_documents(
     stored one (bounded), so nothing is dropped silently. The merged document
     takes the stored revision + 1 and the local write id on top of the stored
     lineage.
+
+    ``writer`` names this process in the turn log: local messages that the stored
+    copy already holds (another process replayed them from the log, see
+    ``log_marks``) are not appended a second time.
     """
     added = max(0, unsaved)
     local_writes = writes_of(local)
     if stored is None:
         return dict(local, revision=1)
+    local_marks, stored_marks = log_marks_of(local), log_marks_of(stored)
+    if writer is not None and writer in local_marks:
+        added = min(added, max(0, local_marks[writer] - stored_marks.get(writer, 0)))
     local_messages: list[Message] = local["messages"]
     fresh = local_messages[-added:] if added else []
     merged = dict(stored)
@@ -111,6 +134,10 @@ def merge_documents(
     if added > len(local_messages) and local.get("summary"):
         note = "\n[merged from another kernel] " + str(local["summary"])
         merged["summary"] = (str(stored.get("summary", "")) + note)[-max_summary_chars:]
+    marks = {w: max(seq, local_marks.get(w, 0)) for w, seq in stored_marks.items()}
+    marks.update({w: seq for w, seq in local_marks.items() if w not in marks})
+    if marks:
+        merged["log_marks"] = marks
     merged["revision"] = int(stored.get("revision", 0)) + 1
     if local_writes:
         with_write(merged, writes_of(stored), local_writes[-1])

@@ -22,6 +22,7 @@ from jupyter_agentmem.stores.base import SessionStore
 from . import persist
 from .books import Budget, LiveSessions
 from .document import Document, field, new_write_id, with_write, writes_of
+from .journal import Journal
 from .persist import Pending
 from .policy import StatePolicy
 from .state import ConversationState
@@ -62,6 +63,8 @@ class Evictions:
     _oversize_warned: bool
     _store_down_until: float
     _closed: bool
+    journal: Journal | None
+    _writer: str | None
 
     def count(self, counter: str, amount: int = 1) -> None:
         with self.lock:
@@ -132,6 +135,8 @@ class Evictions:
         write_id = new_write_id()
         with_write(doc, doc["writes"], write_id)
         doc["revision"] = state.revision + 1
+        if self.journal is not None:  # this snapshot covers the turn log so far
+            self.journal.snapshotted(state.session_id)
         turns = state.messages_total
         pending = (*state.pending, (write_id, turns))[-_PENDING_KEPT:]
         state.pending = pending  # until confirmed: it may land even if we never hear back
@@ -143,6 +148,8 @@ class Evictions:
         with self.lock:
             self._saving += 1
         try:
+            if self.journal is not None:  # logged entries land before the save covering them
+                self.journal.sync(self.journal.window)
             saved, _ = persist.save_merging(
                 self.store,
                 sid,
@@ -151,6 +158,7 @@ class Evictions:
                 item.pending,
                 self.policy.max_summary_chars,
                 lambda: self.count("conflicts_merged"),
+                self._writer,
             )
         except Exception as exc:  # any backend failure: keep the data, warn once
             self._write_failed(item, exc)

@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from jupyter_agentmem.errors import StoreCorruptError, StoreError
@@ -37,6 +37,7 @@ from . import defaults, persist
 from .books import LiveSessions
 from .document import Document
 from .eviction import Evictions
+from .journal import Journal, load_with_log, supports_log
 from .owner import check_session_id
 from .state import ConversationState, StatePolicy
 from .stats import COUNTERS, ManagerStats, SessionInfo
@@ -52,7 +53,10 @@ class SessionManager(Evictions):
     pass ``MemoryStore()`` for a process-local manager or ``RedisStore`` to share
     sessions between kernels. ``summarizer`` compacts sessions inline when it is
     local (the default extractive one); with an LLM summarizer the caller (the
-    ``%%agent`` loop) compacts after the answer is shown.
+    ``%%agent`` loop) compacts after the answer is shown. ``durable_turns`` appends
+    every message to the store's turn log in the background (``journal.py``), so a
+    kernel killed with SIGKILL loses no finished turn; ``None`` (default) turns it
+    on for stores that outlive the process (SQLite, Redis), not for ``MemoryStore``.
     """
 
     def __init__(
@@ -68,6 +72,7 @@ class SessionManager(Evictions):
         summarizer: Summarizer | None = None,
         policy: StatePolicy | None = None,
         retry_after: float = defaults.RETRY_AFTER,
+        durable_turns: bool | None = None,
     ) -> None:
         if max_sessions < 1:
             raise ValueError("max_sessions must be at least 1")
@@ -105,6 +110,9 @@ class SessionManager(Evictions):
         self._store_down_until = 0.0
         self.last_store_error: str | None = None
         self._closed = False
+        self.durable_turns = durable_turns
+        self._writer: str | None = None  # this manager's name in turn logs, once it had one
+        self.journal = self._journal_for(store)
 
     # ------------------------------------------------- StateOwner (state.py)
     def resized(self, state: ConversationState, delta: int) -> None:
@@ -112,8 +120,46 @@ class SessionManager(Evictions):
         self._live.resized(state, delta)
 
     def committed(self, state: ConversationState, messages: Sequence[dict[str, Any]]) -> None:
-        """Messages were appended (lock held). The hook for a durable per-turn log;
-        the manager itself persists at eviction, flush and close."""
+        """Messages were appended (lock held): queue them for the turn log."""
+        if self.journal is not None:
+            self.journal.record(state, list(messages))
+        elif self._writer is not None:  # logging off for now: keep numbering them
+            marks = state.log_marks
+            marks[self._writer] = marks.get(self._writer, 0) + len(messages)
+
+    # ------------------------------------------------------------- turn log
+    def _journal_for(self, store: SessionStore) -> Journal | None:
+        durable = self.durable_turns
+        if durable is None:
+            durable = bool(getattr(store, "persistent", True))
+        if not (durable and supports_log(store)):
+            return None
+        journal = Journal(store, self, writer=self._writer)
+        self._writer = journal.writer
+        return journal
+
+    def set_durable_turns(self, durable: bool | None) -> None:
+        """Turn the turn log on (``True``; ``None``: if the store outlives the process) or
+        off (``False``, for throw-away work: only evictions and flushes save).
+
+        Switching it on saves live sessions whole first, so that every message added
+        since a session's last save is numbered (the merge of concurrent kernels
+        relies on it); switched off, messages are still numbered, not logged."""
+        old = self.journal
+        with self.lock:
+            self.durable_turns, self.journal = durable, None
+        if old is not None:
+            old.close()  # drains what is queued
+        elif self._writer is None:
+            self.flush()
+        journal = self._journal_for(self.store)
+        with self.lock:
+            self.journal = journal
+
+    def sync_log(self, timeout: float | None = 0.2) -> bool:
+        """Wait until every message added so far is in the store's turn log."""
+        journal = self.journal
+        return journal is None or journal.sync(timeout)
 
     def restore(self, state: ConversationState) -> None:
         """A hollow state is being used: bring its content back (called without the lock)."""
@@ -159,12 +205,12 @@ class SessionManager(Evictions):
         self._check_open()
         for _ in range(5):
             deletions = self._deletions
-            doc = self.store.load(sid)
+            doc = load_with_log(self.store, sid)
             with self.lock:
                 if self._deletions == deletions:
                     return self._attach(sid, doc, create)
         with self.lock:
-            return self._attach(sid, self.store.load(sid), create)
+            return self._attach(sid, load_with_log(self.store, sid), create)
 
     def _attach(self, sid: str, doc: Document | None, create: bool) -> ConversationState:
         state = self._live.touch(sid)
@@ -199,7 +245,7 @@ class SessionManager(Evictions):
             sid = check_session_id(session_id)
         except ValueError:
             return False  # no store can hold it
-        return self.store.load(sid) is not None
+        return load_with_log(self.store, sid) is not None
 
     # ------------------------------------------------------------ operations
     def evict(self, session_id: str) -> bool:
@@ -231,6 +277,8 @@ class SessionManager(Evictions):
         """Forget a session everywhere (memory and store); it wins over a save in flight.
         A held reference becomes a standalone state that no longer belongs to this manager."""
         check_session_id(session_id)
+        if self.journal is not None:  # its queued turns must not land after the delete
+            self.journal.forget(session_id)
         with self._io_lock:  # waits for an eviction writing this session
             with self.lock:
                 state = self._live.remove(session_id)
@@ -242,11 +290,13 @@ class SessionManager(Evictions):
             removed = self.store.delete(session_id)
         return removed or state is not None
 
-    def flush(self) -> int:
-        """Persist every live session without evicting it (used at shutdown)."""
+    def flush(self, ids: Iterable[str] | None = None) -> int:
+        """Persist every live session (or those of ``ids``) without evicting it."""
         with self._io_lock:
             with self.lock:
-                items = [self._snapshot(s, evict=False) for s in self._live.states.values()]
+                live = self._live.states
+                chosen = live.values() if ids is None else (live.get(i) for i in ids)
+                items = [self._snapshot(s, evict=False) for s in chosen if s is not None]
             return sum(self._write(item) for item in items)
 
     def update_policy(self, **changes: Any) -> StatePolicy:
@@ -283,8 +333,11 @@ class SessionManager(Evictions):
                 copied = persist.migrate(
                     old, store, live, merges, lambda: self.count("conflicts_merged")
                 )
+            if self.journal is not None:
+                self.journal.close()  # drained into the old store, copied above
             with self.lock:
                 self.store = store
+                self.journal = self._journal_for(store)
                 states = list(self._live.states.values())
                 for state in states:  # nothing of them is in the new store yet
                     state.revision = state.base_total = 0
@@ -304,6 +357,8 @@ class SessionManager(Evictions):
         """Flush live sessions, close the store; idempotent."""
         if self._closed:
             return
+        if self.journal is not None:
+            self.journal.close()  # drain the log first: the flush below then compacts it
         self.flush()
         self._closed = True
         self.store.close()

@@ -21,6 +21,7 @@ from .document import (
     with_write,
     writes_of,
 )
+from .journal import load_with_log
 
 CONFLICT_RETRIES = 12
 
@@ -49,6 +50,7 @@ def save_merging(
     pending: Sequence[Pending],
     max_summary_chars: int,
     on_merge: Callable[[], None] = lambda: None,
+    writer: str | None = None,
 ) -> tuple[Document, bool]:
     """Save ``doc``; on a revision conflict merge with the stored copy and retry.
 
@@ -70,7 +72,7 @@ def save_merging(
         unsaved = unsaved_after(stored, local_total, base, pending)
         if stored is not None and unsaved <= 0:
             return stored, False  # our write landed before (Ctrl-C, a lost reply): nothing to add
-        doc = merge_documents(stored, doc, unsaved, max_summary_chars)
+        doc = merge_documents(stored, doc, unsaved, max_summary_chars, writer)
         on_merge()
     raise SessionConflictError(
         f"session {sid!r} kept changing in the store ({CONFLICT_RETRIES} tries); "
@@ -93,9 +95,10 @@ def migrate(
     for sid in old.list_ids():
         if sid in skip:
             continue
-        doc = old.load(sid)
+        doc = load_with_log(old, sid)  # with its logged turns
         if doc is None:
             continue
+        doc.pop("log_marks", None)  # they describe the old store's log
         lineage = writes_of(doc)
         write_id = lineage[-1] if lineage else content_write_id(doc)
         doc = with_write(dict(doc, revision=1), lineage[:-1], write_id)

@@ -33,9 +33,11 @@ from .compaction import Compacting, require_open_call
 from .defaults import SUMMARY_PREFIX
 from .document import (
     FORMAT_VERSION,
+    MAX_LOG_MARKS,
     Document,
     count_user_turns,
     field,
+    log_marks_of,
     merge_documents,
     parse_document,
 )
@@ -68,6 +70,7 @@ class ConversationState(Compacting):
         "created_at",
         "last_access",
         "lineage",
+        "log_marks",
         "messages_total",
         "pending",
         "policy",
@@ -103,6 +106,7 @@ class ConversationState(Compacting):
         self.created_at = self.last_access = time.time()
         self.revision = self.base_total = 0
         self.lineage = ""
+        self.log_marks: dict[str, int] = {}  # turn-log numbers this content covers
         self.pending = _NO_PENDING
         self.last_error: str | None = None
         self._generation = 0
@@ -334,7 +338,7 @@ class ConversationState(Compacting):
     def to_dict(self) -> Document:
         """A JSON document with everything needed to restore this session exactly."""
         with self._loaded() as messages:
-            return {
+            doc = {
                 "format": FORMAT_VERSION,
                 "session_id": self.session_id,
                 "summary": self._summary,
@@ -348,6 +352,10 @@ class ConversationState(Compacting):
                 "revision": self.revision,
                 "writes": self.lineage.split(),
             }
+            if self.log_marks:  # the newest writers' (ids sort by start time), bounded
+                newest = sorted(self.log_marks)[-MAX_LOG_MARKS:]
+                doc["log_marks"] = {w: self.log_marks[w] for w in newest}
+            return doc
 
     @classmethod
     def from_dict(cls, data: Document, policy: StatePolicy | None = None) -> ConversationState:
@@ -370,6 +378,8 @@ class ConversationState(Compacting):
         self.compactions, self.truncated_chars_saved = doc.compactions, doc.truncated_chars_saved
         self.created_at, self.last_access = doc.created_at, doc.last_access
         self.revision, self.lineage = doc.revision, doc.lineage
+        for writer, seq in log_marks_of(data).items():  # a writer's mark only ever grows
+            self.log_marks[writer] = max(self.log_marks.get(writer, 0), seq)
         self.base_total = self.messages_total
         self.pending = _NO_PENDING
         self._generation += 1

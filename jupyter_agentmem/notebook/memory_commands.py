@@ -32,20 +32,34 @@ def stats(context: KernelContext) -> dict[str, Any]:
     from jupyter_agentmem.watch.guard import describe_guard
     from jupyter_agentmem.watch.ticker import get_watcher
 
+    from . import namespace as ns
+
     return {
         "memory": context.monitor.check(),
+        "namespace": ns.current(context.shell),
         "sessions": context.manager.stats().as_dict(),
         "guard": describe_guard(context),
         "watch": get_watcher(context) is not None,
     }
 
 
-def sessions(context: KernelContext, limit: int = 20) -> tuple[list[dict[str, Any]], int]:
-    """The first ``limit`` sessions (in memory, most recent first, then stored) and the total.
+def sessions(
+    context: KernelContext, limit: int = 20, everywhere: bool = False
+) -> tuple[list[dict[str, Any]], int]:
+    """The first ``limit`` sessions (in memory, most recent first, then stored) and the total:
+    this notebook's and the shared ones, or with ``everywhere`` every namespace's.
 
     A stored session's row says what the store knows (size, last active, turns): only
     the ``limit`` shown are read, each without being restored."""
-    everything = context.manager.list_sessions()
+    from . import namespace as ns
+
+    here = ns.current(context.shell)
+    everything = [
+        row | {"namespace": owner or "shared", "name": name}
+        for row in context.manager.list_sessions()
+        for owner, name in [ns.split(str(row["session_id"]))]
+        if everywhere or owner in (None, here)
+    ]
     page = everything[:limit]
     for row in page:
         if not row["in_memory"]:
