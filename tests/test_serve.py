@@ -302,3 +302,31 @@ def test_no_tokens_means_loopback_only() -> None:
         with pytest.raises(ServeError, match="--tokens-file"):
             check_bind(host, open_)
     check_bind("0.0.0.0", Tenants(TOKENS))
+
+
+class Namespaced:
+    """A kernel-style naming: local names live under one notebook's prefix."""
+
+    def key(self, name: str) -> str:
+        return f"notebook:a.ipynb::{name}"
+
+    def name(self, key: str) -> str | None:
+        prefix = "notebook:a.ipynb::"
+        return key[len(prefix) :] if key.startswith(prefix) else None
+
+
+def test_local_ids_follow_the_kernels_naming(model: FakeModelServer) -> None:
+    agent = make_agent(model)
+    agent.manager.get_or_create("notebook:b.ipynb::other")  # another notebook's session
+    srv = Served(agent, local_ids=Namespaced())
+    try:
+        with srv.client() as client:
+            model.enqueue_text("namespaced")
+            chat(client, "mine", "hi")
+            assert "notebook:a.ipynb::mine" in agent.manager.live_ids()
+            assert [s["session"] for s in client.get("/sessions").json()["sessions"]] == ["mine"]
+            assert client.get("/sessions/mine").json()["messages"][1]["content"] == "namespaced"
+            assert client.get("/sessions/other").status_code == 404
+    finally:
+        srv.close()
+        agent.close()

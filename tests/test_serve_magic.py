@@ -40,6 +40,7 @@ def kernel(model: FakeModelServer, tmp_path_factory: pytest.TempPathFactory) -> 
             %load_ext jupyter_agentmem
             import sys
             from jupyter_agentmem import agent_tool, get_manager
+            from jupyter_agentmem.notebook.namespace import session_id
             from jupyter_agentmem.notebook.extension import get_context
             get_context().config.max_retries = 0
             get_context().config.summarizer = "extractive"
@@ -93,7 +94,8 @@ def test_served_from_the_kernel_and_the_kernel_stays_responsive(
     kernel.ok("%%agent -s shared --no-stream\nand now?")
     sent = model.requests[-1]["messages"]
     assert [m["content"] for m in sent[-3:]] == ["hi", answer, "and now?"]
-    assert kernel.value("len(get_manager().get('shared').recent_messages)") == 4
+    sid = "get_manager().get(session_id('shared'))"  # the notebook's own id for -s shared
+    assert kernel.value(f"len({sid}.recent_messages)") == 4
 
 
 def test_http_turns_use_the_kernels_tools(kernel: Kernel, model: FakeModelServer) -> None:

@@ -173,3 +173,34 @@ def test_event_buffer_is_bounded_in_bytes_and_time(model: FakeModelServer) -> No
     finally:
         served.close()
         agent.close()
+
+
+def test_stopping_the_server_ends_open_streams_with_the_partial_answer_stored(
+    model: FakeModelServer,
+) -> None:
+    agent = make_agent(model)
+    served = Served(agent)
+    model.enqueue_text(ANSWER, chunk_size=7, delay=0.5)  # ~20 s if nobody stopped it
+    got: list[Event] = []
+
+    def read() -> None:
+        with served.client() as client:
+            body = {"session": "stopping", "message": "slow"}
+            with client.stream("POST", "/chat", json=body) as response:
+                got.extend(parse_sse(response.iter_lines()))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    deadline = time.monotonic() + 10
+    while not agent.manager.live_ids():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(1.2)  # a few chunks arrive
+    started = time.monotonic()
+    served.close()
+    assert time.monotonic() - started < 5  # did not wait for the 20 s answer
+    reader.join(5)
+    assert got[-1].event == "done" and got[-1].data["interrupted"] is True
+    stored = agent.manager.get("stopping").recent_messages[-1]["content"]  # type: ignore[union-attr]
+    assert stored == got[-1].data["text"] + INTERRUPTED and got[-1].data["text"]
+    agent.close()

@@ -18,6 +18,8 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
+from . import namespace
+
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
@@ -92,12 +94,35 @@ class ServeMagics(Magics):
             check_bind(args.host, Tenants(tokens))
 
             def start() -> BackgroundServer:
-                app = create_app(self.context.agent, tokens=tokens, monitor=self.context.monitor)
+                app = create_app(
+                    self.context.agent,
+                    tokens=tokens,
+                    monitor=self.context.monitor,
+                    local_ids=KernelIds(self.shell),
+                )
                 return BackgroundServer(app, args.host, args.port).start()
 
             return self.context.resource(RESOURCE, start, lambda server: server.stop())
         except (AgentMemError, OSError) as exc:
             raise UsageError(str(exc)) from exc
+
+
+class KernelIds:
+    """Without tokens, an HTTP session name means what ``%%agent -s NAME`` means in this
+    notebook (its namespace; a name with a colon is shared), so both faces continue one
+    conversation; other notebooks' sessions are not listed."""
+
+    def __init__(self, shell: Any) -> None:
+        self.shell = shell
+
+    def key(self, name: str) -> str:
+        return namespace.qualify(name, namespace.current(self.shell))
+
+    def name(self, key: str) -> str | None:
+        owner, name = namespace.split(key)
+        if owner is None:
+            return key
+        return name if owner == namespace.current(self.shell) else None
 
 
 def _describe(server: Any) -> Serving:

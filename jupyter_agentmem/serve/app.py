@@ -11,6 +11,7 @@ FastAPI's ``max_body_size`` (413 before the body is read whole; a declared
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -28,7 +29,7 @@ from jupyter_agentmem.agent.settings import AgentMem
 from jupyter_agentmem.memory.manager import SessionManager
 from jupyter_agentmem.watch.monitor import MemoryMonitor
 
-from .auth import Tenants
+from .auth import LocalIds, Tenants
 from .deps import Served
 from .fleet import Fleet
 from .metrics import make_registry
@@ -70,6 +71,7 @@ def create_app(
     max_runs: int = 10_000,
     title: str = "jupyter-agentmem",
     close_agent: bool | None = None,
+    local_ids: LocalIds | None = None,
     fleet: Fleet | None = None,
 ) -> FastAPI:
     """A FastAPI app serving ``agent`` (default: :func:`default_agent`, closed with the app).
@@ -78,6 +80,8 @@ def create_app(
     and must only listen on loopback. Events of a run are kept ``event_ttl`` seconds
     after it ends, at most ``max_run_bytes`` per run. ``close_agent`` (default: only
     when the app built the agent) closes the agent and its manager at shutdown.
+    ``local_ids`` maps session names to manager ids when there are no tokens (the
+    kernel's own naming, so ``%%agent -s NAME`` and HTTP share a conversation).
     ``fleet`` (:class:`~jupyter_agentmem.serve.fleet.Fleet`) shares run leases and
     run events with the other instances on the same Redis; the app closes it.
     """
@@ -85,7 +89,7 @@ def create_app(
     agent = agent if agent is not None else default_agent()
     served = Served(
         agent=agent,
-        tenants=Tenants(tokens),
+        tenants=Tenants(tokens, local_ids),
         runs=RunRegistry(
             agent, ttl=event_ttl, max_run_bytes=max_run_bytes, max_runs=max_runs, fleet=fleet
         ),
@@ -96,6 +100,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        served.loop = asyncio.get_running_loop()
         try:
             yield
         finally:

@@ -17,6 +17,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
+from typing import Protocol
 
 from fastapi import HTTPException, Request, status
 
@@ -57,11 +58,22 @@ def _check_pair(token: str, tenant: str, where: str) -> None:
         raise TokensFileError(f"{where}: tenant names use letters, digits, _ . @ - (max 64)")
 
 
+class LocalIds(Protocol):
+    """How a server without tokens names sessions, when not by their plain ids: a kernel
+    whose ``%%agent -s NAME`` ids are namespaced passes the same mapping, so HTTP and
+    the cells share one conversation per name."""
+
+    def key(self, name: str) -> str: ...
+
+    def name(self, key: str) -> str | None: ...
+
+
 class Tenants:
     """Token -> tenant lookup (constant-time compare) and per-tenant session ids."""
 
-    def __init__(self, tokens: Mapping[str, str] | None) -> None:
+    def __init__(self, tokens: Mapping[str, str] | None, local_ids: LocalIds | None = None) -> None:
         self.tokens = dict(tokens or {})
+        self.local_ids = local_ids
         for token, tenant in self.tokens.items():
             _check_pair(token, tenant, "tokens")
 
@@ -93,12 +105,14 @@ class Tenants:
 
     def key(self, tenant: str, session: str) -> str:
         """The manager's id of a tenant's session."""
-        return session if not self.enabled else f"tenant/{tenant}/{session}"
+        if self.enabled:
+            return f"tenant/{tenant}/{session}"
+        return session if self.local_ids is None else self.local_ids.key(session)
 
     def owns(self, tenant: str, key: str) -> str | None:
         """The tenant's own id for a manager id, or None if it is not theirs."""
         if not self.enabled:
-            return key
+            return key if self.local_ids is None else self.local_ids.name(key)
         prefix = f"tenant/{tenant}/"
         return key[len(prefix) :] if key.startswith(prefix) else None
 

@@ -32,15 +32,14 @@ class ServedCollector(Collector):
         self.served = served
 
     def collect(self) -> Iterator[Metric]:
-        stats = self.served.manager.stats().as_dict()
-        yield _gauge("sessions_in_memory", "Live sessions.", stats["sessions_in_memory"])
-        persisted = stats.get("sessions_persisted")
-        if persisted is not None:
-            yield _gauge("sessions_persisted", "Sessions in the store.", persisted)
-        yield _gauge("session_bytes", "Estimated heap of live sessions.", stats["estimated_bytes"])
-        yield _gauge("session_bytes_limit", "The manager's byte budget.", stats["max_memory_bytes"])
+        stats = self.served.manager.stats()
+        yield _gauge("sessions_in_memory", "Live sessions.", stats.sessions_in_memory)
+        if stats.sessions_persisted is not None:
+            yield _gauge("sessions_persisted", "Sessions in the store.", stats.sessions_persisted)
+        yield _gauge("session_bytes", "Estimated heap of live sessions.", stats.estimated_bytes)
+        yield _gauge("session_bytes_limit", "The manager's byte budget.", stats.max_memory_bytes)
         for name, doc in _MANAGER_COUNTERS.items():
-            yield CounterMetricFamily(f"agentmem_{name}", doc, value=stats.get(name, 0))
+            yield CounterMetricFamily(f"agentmem_{name}", doc, value=getattr(stats, name))
         runs = CounterMetricFamily("agentmem_runs", "Runs by outcome.", labels=["outcome"])
         for outcome, count in self.served.runs.counts.items():
             runs.add_metric([outcome], count)

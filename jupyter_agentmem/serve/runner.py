@@ -82,6 +82,9 @@ class BackgroundServer:
         """Graceful stop (app shutdown runs), then the port is free; idempotent."""
         thread, self._thread = self._thread, None
         if thread is not None:
+            served = getattr(getattr(self.app, "state", None), "agentmem", None)
+            if served is not None:
+                served.cancel_runs(timeout)
             self._server.should_exit = True
             thread.join(timeout)
             if thread.is_alive():

@@ -30,7 +30,8 @@ def _row(session: str, row: dict[str, Any]) -> dict[str, Any]:
         "session": session,
         "in_memory": row.get("in_memory"),
         "messages": row.get("messages"),
-        "turns": row.get("total_turns"),
+        "turns": row.get("turns"),
+        "messages_total": row.get("messages_total"),
         "estimated_bytes": row.get("estimated_bytes"),
     }
 
@@ -54,14 +55,12 @@ def session_view(srv: Served, who: str, session: str) -> dict[str, Any]:
     if state is None:
         raise _missing(session)
     recent = state.recent_messages
-    # ``turns``: the user turns still kept verbatim (older ones live in the summary);
-    # ``messages_total``: every message the session ever had, summarised ones included.
     return {
         "session": session,
         "summary": state.summary,
         "messages": recent,
-        "turns": sum(1 for m in recent if m.get("role") == "user"),
-        "messages_total": state.total_turns,
+        "turns": state.turns,
+        "messages_total": state.messages_total,
         "compactions": state.compactions,
         "estimated_bytes": state.memory_estimate_bytes,
         "busy": srv.runs.busy(srv.tenants.key(who, session)),
