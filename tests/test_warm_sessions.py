@@ -92,7 +92,7 @@ def test_a_conversation_hopping_between_instances_sees_every_turn(
         say(a if i % 2 == 0 else b, "s", f"t{i}")
     assert a.refresh("s") and not b.refresh("s")  # B wrote last
     assert texts(a, "s") == texts(b, "s") == [f"t{i}" for i in range(6)]
-    assert a.stats().stale_reloads == 3 and b.stats().stale_reloads == 2
+    assert a.sharing["stale_reloads"] == 3 and b.sharing["stale_reloads"] == 2
     assert a.stats().conflicts_merged == b.stats().conflicts_merged == 0
     a.close()
     b.close()
@@ -167,7 +167,7 @@ def test_a_session_created_while_redis_is_frozen_is_merged_when_it_returns(
         with pytest.raises(StoreError):  # the default stays: refuse rather than guess
             strict.get_or_create("s")
         a.get_or_create("s").add_message({"role": "user", "content": "a-offline"})
-        assert a.flush() == 0 and a.stats().offline_creates == 1
+        assert a.flush() == 0 and a.sharing["offline_creates"] == 1
     finally:
         redis_server.resume()
     assert a.flush() == 1

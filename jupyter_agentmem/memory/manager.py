@@ -102,6 +102,9 @@ class SessionManager(Evictions):
         )
         self.retry_after = retry_after
         self.create_offline = create_offline
+        #: Counters of sharing a store between processes (not in ManagerStats, so the
+        #: stats tables of notebooks and magics stay as they are).
+        self.sharing = {"stale_reloads": 0, "offline_creates": 0}
         self.lock = threading.RLock()  # the StateOwner lock, shared with every state
         self._io_lock = threading.Lock()  # serialises store writes and deletes
         self._live = LiveSessions()
@@ -216,7 +219,8 @@ class SessionManager(Evictions):
                 if not (create and self.create_offline) or sid in self._known:
                     raise
                 doc = None  # new here, maybe not in the store: its save merges by revision
-                self.count("offline_creates")
+                with self.lock:
+                    self.sharing["offline_creates"] += 1
             with self.lock:
                 if self._deletions == deletions:
                     return self._attach(sid, doc, create)
@@ -338,7 +342,8 @@ class SessionManager(Evictions):
                     self._live.remove(session_id)
                     state.unload()
         if dropped:
-            self.count("stale_reloads")
+            with self.lock:
+                self.sharing["stale_reloads"] += 1
         return dropped
 
     async def arefresh(self, session_id: str) -> bool:

@@ -48,8 +48,6 @@ class ManagerStats:
     persist_failures: int
     conflicts_merged: int
     oversized_sessions: int  #: times one session alone was over the byte budget
-    stale_reloads: int  #: live copies dropped because another process saved newer ones
-    offline_creates: int  #: sessions started in memory while the store was unreachable
     last_store_error: str | None
     sessions_persisted: int | None
 
@@ -67,8 +65,6 @@ COUNTERS = (
     "persist_failures",
     "conflicts_merged",
     "oversized_sessions",
-    "stale_reloads",
-    "offline_creates",
 )
 
 T = TypeVar("T")
