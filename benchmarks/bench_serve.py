@@ -98,7 +98,9 @@ class Target:
         return choices[0].get("delta", {}).get("content")
 
 
-async def one(client: httpx.AsyncClient, target: Target, i: int, out: Stream, opened: list[int]) -> None:
+async def one(
+    client: httpx.AsyncClient, target: Target, i: int, out: Stream, opened: list[int]
+) -> None:
     try:
         async with client.stream("POST", target.base + target.path, json=target.body(i)) as resp:
             resp.raise_for_status()
@@ -218,7 +220,14 @@ def run(streams: int, delay: float, ramp: float) -> list[dict[str, Any]]:
     env = {**os.environ, "IPYTHONDIR": tmp, "JUPYTER_DATA_DIR": tmp, "PYTHONPATH": os.getcwd()}
     model_port = free_port()
     model = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.bench_serve", "--model-server", str(model_port), str(delay)],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench_serve",
+            "--model-server",
+            str(model_port),
+            str(delay),
+        ],
         env=env,
     )
     model_url = f"http://127.0.0.1:{model_port}"
@@ -232,17 +241,57 @@ def run(streams: int, delay: float, ramp: float) -> list[dict[str, Any]]:
     env.update(OPENAI_BASE_URL=model_url + "/v1", OPENAI_API_KEY="sk-bench", AGENTMEM_MODEL="bench")
     rows = []
     try:
-        rows.append(asyncio.run(load(Target("model alone", "/v1/chat/completions", "direct", model.pid, model_url), streams, ramp)))
+        rows.append(
+            asyncio.run(
+                load(
+                    Target("model alone", "/v1/chat/completions", "direct", model.pid, model_url),
+                    streams,
+                    ramp,
+                )
+            )
+        )
         for name, kind, cmd, path in (
-            ("jupyter-agentmem serve", "ours",
-             [sys.executable, "-m", "jupyter_agentmem", "serve", "--store", "memory://", "--log-level", "warning"], "/chat"),
-            ("naive FastAPI /chat (article)", "naive",
-             [sys.executable, "-m", "uvicorn", "benchmarks.peers.naive_serve:app", "--log-level", "warning"], "/chat"),
+            (
+                "jupyter-agentmem serve",
+                "ours",
+                [
+                    sys.executable,
+                    "-m",
+                    "jupyter_agentmem",
+                    "serve",
+                    "--store",
+                    "memory://",
+                    "--log-level",
+                    "warning",
+                ],
+                "/chat",
+            ),
+            (
+                "naive FastAPI /chat (article)",
+                "naive",
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "benchmarks.peers.naive_serve:app",
+                    "--log-level",
+                    "warning",
+                ],
+                "/chat",
+            ),
         ):
             port = free_port()
             proc = start([*cmd, "--port", str(port)], env, f"http://127.0.0.1:{port}/healthz")
             try:
-                rows.append(asyncio.run(load(Target(name, path, kind, proc.pid, f"http://127.0.0.1:{port}"), streams, ramp)))
+                rows.append(
+                    asyncio.run(
+                        load(
+                            Target(name, path, kind, proc.pid, f"http://127.0.0.1:{port}"),
+                            streams,
+                            ramp,
+                        )
+                    )
+                )
             finally:
                 stop(proc)
     finally:
@@ -254,7 +303,9 @@ def run(streams: int, delay: float, ramp: float) -> list[dict[str, Any]]:
 def table(rows: list[dict[str, Any]]) -> str:
     model = rows[0]
     lines = [
-        "| server | complete | first event p50 / p99 | first text p50 / p99 | first text p99 over the model's | events/s | model chunks/s | RSS after warm-up | RSS with all open | RSS per open stream | CPU per model chunk |",
+        "| server | complete | first event p50 / p99 | first text p50 / p99"
+        " | first text p99 over the model's | events/s | model chunks/s | RSS after warm-up"
+        " | RSS with all open | RSS per open stream | CPU per model chunk |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
