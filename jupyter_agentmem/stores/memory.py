@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterable
 
 from jupyter_agentmem.errors import SessionConflictError
 
@@ -49,6 +50,15 @@ class MemoryStore:
         data: SessionData = json.loads(text)
         data["revision"] = revision  # the stored revision is authoritative
         return data
+
+    def load_many(self, session_ids: Iterable[str]) -> dict[str, SessionData]:
+        """The documents of the ids that exist (same contract as the SQLite and Redis stores)."""
+        found = {}
+        for session_id in dict.fromkeys(session_ids):
+            data = self.load(session_id)
+            if data is not None:
+                found[session_id] = data
+        return found
 
     def delete(self, session_id: str) -> bool:
         with self._lock:

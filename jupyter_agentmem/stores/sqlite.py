@@ -22,6 +22,7 @@ from jupyter_agentmem.errors import SessionConflictError, StoreCorruptError, Sto
 from .base import SessionData
 
 APPLICATION_ID = 0x41474D45  # "AGME": marks the file as ours in its SQLite header
+_LOAD_CHUNK = 500  # ids per query in load_many (well under SQLite's bound-parameter limit)
 
 
 def _m001_sessions(db: sqlite3.Connection) -> None:
@@ -179,6 +180,36 @@ class SQLiteStore:
         if not isinstance(data, dict):
             raise StoreCorruptError(f"session {session_id!r} in {self.path} is not a document")
         data["revision"] = row[1]  # the stored revision is authoritative
+        return data
+
+    def load_many(self, session_ids: Iterable[str]) -> dict[str, SessionData]:
+        """The documents of the ids that exist, read in chunks of one query each
+        (a batched restore pays one round of SQLite calls per chunk, not per session)."""
+        wanted = list(dict.fromkeys(session_ids))
+        rows: list[tuple[str, str, int]] = []
+        with self._lock:
+            db = self._check()
+            try:
+                for start in range(0, len(wanted), _LOAD_CHUNK):
+                    chunk = wanted[start : start + _LOAD_CHUNK]
+                    marks = ",".join("?" * len(chunk))
+                    query = f"SELECT id, data, revision FROM sessions WHERE id IN ({marks})"
+                    rows += db.execute(query, chunk).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise StoreCorruptError(f"cannot read {self.path}: {exc}") from exc
+        return {sid: self._decode(sid, text, revision) for sid, text, revision in rows}
+
+    def _decode(self, session_id: str, text: str, revision: int) -> SessionData:
+        try:
+            data = json.loads(text)
+        except (TypeError, ValueError) as exc:
+            raise StoreCorruptError(
+                f"session {session_id!r} in {self.path} is damaged (not JSON: {exc}); "
+                "other sessions are unaffected"
+            ) from exc
+        if not isinstance(data, dict):
+            raise StoreCorruptError(f"session {session_id!r} in {self.path} is not a document")
+        data["revision"] = revision  # the stored revision is authoritative
         return data
 
     def delete(self, session_id: str) -> bool:
