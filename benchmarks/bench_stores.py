@@ -8,7 +8,8 @@ on a free port and stops it afterwards)::
 
 What is measured, in this run, for both stores:
 
-* the raw store: ``save`` and ``load`` of one 50-turn session document (ops/s);
+* the raw store: ``save`` and ``load`` of one 50-turn session document (ops/s),
+  and the batched paths ``save_many`` / ``load_many`` 100 sessions a call;
 * eviction + restore through ``SessionManager(max_sessions=100)`` cycling over
   2,000 sessions: every ``get_or_create`` restores one session and evicts the
   least recently used one (sessions/s);
@@ -90,6 +91,17 @@ def measure(
     for sid in ids:
         store.load(sid)
     result["load_per_s"] = rate(sessions, time.perf_counter() - start)
+    batch = 100  # the batched paths: one transaction / one script run, one query / pipeline
+    again = [dict(d, revision=2) for d in docs]
+    start = time.perf_counter()
+    for first in range(0, sessions, batch):
+        store.save_many((d["session_id"], d) for d in again[first : first + batch])  # type: ignore[attr-defined]
+    result["save_many_per_s"] = rate(sessions, time.perf_counter() - start)
+    start = time.perf_counter()
+    for first in range(0, sessions, batch):
+        found = store.load_many(ids[first : first + batch])  # type: ignore[attr-defined]
+        assert len(found) == len(ids[first : first + batch])
+    result["load_many_per_s"] = rate(sessions, time.perf_counter() - start)
 
     manager = SessionManager(store=store, max_sessions=100, max_memory_bytes=4 * GiB)
     for sid in ids:  # warm-up pass: fills the manager, every later access evicts one
@@ -167,6 +179,8 @@ def main() -> None:
     rows = [
         ("store.save (sessions/s)", "save_per_s", "{:,.0f}"),
         ("store.load (sessions/s)", "load_per_s", "{:,.0f}"),
+        ("store.save_many, 100 a batch (sessions/s)", "save_many_per_s", "{:,.0f}"),
+        ("store.load_many, 100 a batch (sessions/s)", "load_many_per_s", "{:,.0f}"),
         ("evict+restore via manager (sessions/s)", "cycle_per_s", "{:,.0f}"),
         ("restore latency p50 (ms)", "p50_ms", "{:.2f}"),
         ("restore latency p99 (ms)", "p99_ms", "{:.2f}"),

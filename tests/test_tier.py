@@ -60,7 +60,7 @@ def test_damaged_entry_raises_a_named_error():
 def test_take_restores_and_removes():
     tier = CompressedTier(max_bytes=1 << 20)
     doc = session_doc(session_id="a")
-    assert tier.put("a", doc, base_turns=7) == []
+    assert tier.put("a", doc, meta=7) == []
     assert "a" in tier and len(tier) == 1 and tier.nbytes > 0
     assert tier.get("a") == doc and "a" in tier
     assert tier.take("a") == (doc, 7)
@@ -77,7 +77,7 @@ def test_budget_spills_least_recently_used_first():
     for sid in ("a", "b", "c"):
         assert tier.put(sid, dict(doc, session_id=sid)) == []
     tier.take("a")
-    tier.put("a", dict(doc, session_id="a"), base_turns=3)  # "a" is now the newest
+    tier.put("a", dict(doc, session_id="a"), meta=3)  # "a" is now the newest
     spilled = tier.put("d", dict(doc, session_id="d"))
     assert [s.session_id for s in spilled] == ["b"]
     assert spilled[0].doc == dict(doc, session_id="b")
@@ -90,8 +90,8 @@ def test_budget_spills_least_recently_used_first():
 def test_entry_larger_than_the_budget_goes_straight_to_the_store():
     doc = session_doc()
     tier = CompressedTier(max_bytes=100)
-    spilled = tier.put("big", doc, base_turns=2)
-    assert [(s.session_id, s.base_turns) for s in spilled] == [("big", 2)]
+    spilled = tier.put("big", doc, meta=2)
+    assert [(s.session_id, s.meta) for s in spilled] == [("big", 2)]
     assert spilled[0].doc == doc and len(tier) == 0 and tier.nbytes == 0
 
 
@@ -101,13 +101,13 @@ def test_put_replaces_an_entry_of_the_same_id():
     size = tier.nbytes
     tier.put("a", {"session_id": "a", "messages": [], "summary": "new"})
     assert len(tier) == 1 and tier.nbytes == size
-    assert tier.take("a") == ({"session_id": "a", "messages": [], "summary": "new"}, 0)
+    assert tier.take("a") == ({"session_id": "a", "messages": [], "summary": "new"}, None)
 
 
 def test_drain_empties_in_lru_order():
     tier = CompressedTier()
     for sid in ("x", "y"):
-        tier.put(sid, {"session_id": sid, "messages": [], "summary": ""}, base_turns=1)
+        tier.put(sid, {"session_id": sid, "messages": [], "summary": ""}, meta=1)
     assert [s.session_id for s in tier.drain()] == ["x", "y"]
     assert len(tier) == 0 and tier.nbytes == 0
     assert tier.stats() == {"sessions": 0, "bytes": 0, "max_bytes": tier.max_bytes}

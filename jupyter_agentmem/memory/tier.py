@@ -91,7 +91,7 @@ class Spilled:
 
     session_id: str
     doc: SessionData
-    base_turns: int
+    meta: object
 
 
 class CompressedTier:
@@ -99,9 +99,10 @@ class CompressedTier:
 
     ``put`` returns what no longer fits (least recently used first), already
     decoded, for the caller to write to its store; ``take`` removes and decodes
-    one entry. ``base_turns`` travels with each entry (the turn count at the
-    last save), so a session merged later with another kernel's copy keeps
-    exactly its own new turns. Thread-safe; no call does I/O.
+    one entry. ``meta`` travels with each entry untouched (the owner's save
+    bookkeeping: revision, last confirmed save, writes in flight), so a session
+    spilled later merges with another kernel's copy exactly as if it had never
+    left memory. Thread-safe; no call does I/O.
     """
 
     def __init__(self, max_bytes: int = 64 * MiB, level: int = 6) -> None:
@@ -111,7 +112,7 @@ class CompressedTier:
             raise ValueError("level must be a zlib level, 0..9")
         self.max_bytes = max_bytes
         self.level = level
-        self._entries: OrderedDict[str, tuple[bytes, int]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[bytes, object]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
@@ -119,26 +120,26 @@ class CompressedTier:
     def _cost(session_id: str, blob: bytes) -> int:
         return sys.getsizeof(blob) + sys.getsizeof(session_id) + _ENTRY_OVERHEAD
 
-    def put(self, session_id: str, doc: SessionData, base_turns: int = 0) -> list[Spilled]:
+    def put(self, session_id: str, doc: SessionData, meta: object = None) -> list[Spilled]:
         """Hold ``doc`` compressed (replacing any entry of the same id); return the spill."""
         blob = encode(doc, self.level)  # outside the lock: the costly part
         cost = self._cost(session_id, blob)
-        spilled: list[tuple[str, bytes, int]] = []
+        spilled: list[tuple[str, bytes, object]] = []
         with self._lock:
             self._remove(session_id)
             if cost > self.max_bytes:
-                spilled.append((session_id, blob, base_turns))
+                spilled.append((session_id, blob, meta))
             else:
-                self._entries[session_id] = (blob, base_turns)
+                self._entries[session_id] = (blob, meta)
                 self._bytes += cost
                 while self._bytes > self.max_bytes:
-                    sid, (old, turns) = self._entries.popitem(last=False)
+                    sid, (old, extra) = self._entries.popitem(last=False)
                     self._bytes -= self._cost(sid, old)
-                    spilled.append((sid, old, turns))
-        return [Spilled(sid, decode(old), turns) for sid, old, turns in spilled]
+                    spilled.append((sid, old, extra))
+        return [Spilled(sid, decode(old), extra) for sid, old, extra in spilled]
 
-    def take(self, session_id: str) -> tuple[SessionData, int] | None:
-        """Remove and return ``(document, base_turns)``, or None if not held here."""
+    def take(self, session_id: str) -> tuple[SessionData, object] | None:
+        """Remove and return ``(document, meta)``, or None if not held here."""
         with self._lock:
             entry = self._remove(session_id)
         if entry is None:
@@ -162,7 +163,7 @@ class CompressedTier:
             entries = list(self._entries.items())
             self._entries.clear()
             self._bytes = 0
-        return [Spilled(sid, decode(blob), turns) for sid, (blob, turns) in entries]
+        return [Spilled(sid, decode(blob), meta) for sid, (blob, meta) in entries]
 
     def resize(self, max_bytes: int) -> list[Spilled]:
         """Change the budget; return the entries that no longer fit."""
@@ -172,12 +173,12 @@ class CompressedTier:
         with self._lock:
             self.max_bytes = max_bytes
             while self._bytes > max_bytes:
-                sid, (blob, turns) = self._entries.popitem(last=False)
+                sid, (blob, meta) = self._entries.popitem(last=False)
                 self._bytes -= self._cost(sid, blob)
-                spilled.append((sid, blob, turns))
-        return [Spilled(sid, decode(blob), turns) for sid, blob, turns in spilled]
+                spilled.append((sid, blob, meta))
+        return [Spilled(sid, decode(blob), meta) for sid, blob, meta in spilled]
 
-    def _remove(self, session_id: str) -> tuple[bytes, int] | None:
+    def _remove(self, session_id: str) -> tuple[bytes, object] | None:
         entry = self._entries.pop(session_id, None)
         if entry is not None:
             self._bytes -= self._cost(session_id, entry[0])
