@@ -13,6 +13,7 @@ import pytest
 from jupyter_agentmem import Agent, ModelError, SessionManager
 from jupyter_agentmem.agent.chat import INTERRUPTED, ToolResult
 from jupyter_agentmem.agent.settings import AgentMem
+from jupyter_agentmem.errors import AgentMemError
 from jupyter_agentmem.model.adapter import TextDelta
 from jupyter_agentmem.model.tools import ToolRegistry
 from jupyter_agentmem.stores import MemoryStore
@@ -167,6 +168,35 @@ def test_sync_and_async_produce_the_same_events(agent: Agent, server: FakeModelS
     assert stored("sync") == stored("async")
 
 
+def test_events_twice_is_refused_on_both_sides(agent: Agent, server: FakeModelServer) -> None:
+    server.enqueue_text("once")
+    response = agent.chat("hello", session="twice-sync")
+    assert [e.text for e in response.events() if isinstance(e, TextDelta)] == ["once"]
+    with pytest.raises(AgentMemError, match="already consumed"):
+        response.events()
+
+    async def twice() -> int:
+        aresponse = agent.achat("hello", session="twice-async")
+        first = [e async for e in aresponse.events()]
+        with pytest.raises(AgentMemError, match="already consumed"):
+            aresponse.events()
+        fresh = agent.achat("never sent", session="twice-async")
+        unstarted = fresh.events()  # claimed at the call, before any iteration
+        with pytest.raises(AgentMemError, match="already consumed"):
+            fresh.events()
+        await unstarted.aclose()
+        assert [c async for c in aresponse] == ["once"]  # replay, no request
+        return len(first)
+
+    requests = len(server.requests)
+    server.enqueue_text("once")
+    assert asyncio.run(twice()) > 0
+    assert len(server.requests) == requests + 1
+    for session in ("twice-sync", "twice-async"):
+        stored = agent.manager.get_or_create(session).recent_messages
+        assert [m["role"] for m in stored] == ["user", "assistant"]
+
+
 def test_many_concurrent_async_sessions(agent: Agent, server: FakeModelServer) -> None:
     for _ in range(50):
         server.enqueue_text("hi", chunk_size=1, delay=0.002)
@@ -185,3 +215,53 @@ def test_text_events_reach_the_consumer_in_order(agent: Agent, server: FakeModel
     server.enqueue_text("0123456789", chunk_size=1)
     texts = [e.text for e in agent.chat("digits", session="o").events() if isinstance(e, TextDelta)]
     assert texts == list("0123456789")
+
+
+def test_a_tool_error_goes_through_the_truncator(agent: Agent, server: FakeModelServer) -> None:
+    def explode() -> None:
+        """Fails with a huge message."""
+        raise RuntimeError("E" * 5_000_000)
+
+    agent.registry.register(explode)
+    server.enqueue_tool_calls([{"name": "explode", "arguments": {}}])
+    server.enqueue_text("it failed")
+    response = agent.chat("explode", session="boom")
+    assert response.text == "it failed"
+    limit = agent.config.tool_max_chars
+    (result,) = response.tool_results
+    assert result.error is not None and result.error.startswith("RuntimeError: EEE")
+    assert len(result.content) <= limit and len(result.error) <= limit
+    assert result.saved_chars > 4_000_000
+    sent = server.requests[-1]["messages"]
+    assert len(json.dumps(sent)) < 4 * limit
+    stored = agent.manager.get_or_create("boom").recent_messages
+    assert stored[2]["role"] == "tool" and len(stored[2]["content"]) <= limit
+
+
+def test_invalid_arguments_go_back_to_the_model(agent: Agent, server: FakeModelServer) -> None:
+    server.enqueue_tool_calls([{"name": "add", "arguments": {"a": "two", "b": 1}}])
+    server.enqueue_text("sorry")
+    response = agent.chat("add badly", session="invalid")
+    assert response.text == "sorry"
+    (result,) = response.tool_results
+    assert result.error is not None and "a: Input should be a valid integer" in result.error
+    tool_message = server.requests[-1]["messages"][-1]
+    assert tool_message["role"] == "tool"
+    assert tool_message["content"].startswith("Error: invalid arguments for add")
+
+
+def test_stopping_an_async_turn_early_stores_the_partial_answer(
+    agent: Agent, server: FakeModelServer
+) -> None:
+    server.enqueue_text("abcdefghij" * 50, chunk_size=5)
+
+    async def stop_after_three() -> list[str]:
+        events = agent.achat("long", session="ap").events()
+        seen = [(await events.__anext__()).text for _ in range(3)]  # type: ignore[union-attr]
+        await events.aclose()
+        return seen
+
+    seen = asyncio.run(stop_after_three())
+    stored = agent.manager.get_or_create("ap").recent_messages
+    assert stored[-1]["content"].startswith("".join(seen))
+    assert stored[-1]["content"].endswith(INTERRUPTED)

@@ -139,6 +139,35 @@ def test_authorization_is_forwarded_but_never_written(tmp_path: Path) -> None:
     assert KEY not in stored and "you sent Bearer ***" in stored
 
 
+def test_a_key_in_the_prompt_or_a_tool_result_never_reaches_the_file(
+    tmp_path: Path, upstream: FakeModelServer
+) -> None:
+    leaky = [
+        {"role": "user", "content": f"my key is {KEY}, is that safe?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "env", "arguments": "{}"}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": f'{{"OPENAI_API_KEY": "{KEY}"}}'},
+    ]
+    path = tmp_path / "c.json"
+    upstream.enqueue_text("Never paste keys.")
+    with FakeModelServer(record_to=str(path), upstream=upstream.base_url) as recorder:
+        recorded = chat(recorder.base_url, leaky)
+    assert KEY in json.dumps(upstream.requests[-1])  # the upstream got the real request
+    stored = path.read_text()
+    assert KEY not in stored and "my key is ***" in stored
+    with FakeModelServer(replay=str(path), default=None) as player:
+        assert chat(player.base_url, leaky) == recorded  # still matched on replay
+    reloaded = Cassette.load(path)
+    assert reloaded.interactions[0].key == request_key(
+        {"model": "gpt-rec", "messages": leaky, "stream": True}
+    )
+
+
 def test_identical_requests_replay_in_order_then_reuse_last(
     tmp_path: Path, upstream: FakeModelServer
 ) -> None:

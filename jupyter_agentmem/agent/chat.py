@@ -17,31 +17,31 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, NamedTuple
 
 from jupyter_agentmem.errors import AgentMemError
 from jupyter_agentmem.memory.manager import SessionManager
 from jupyter_agentmem.memory.state import ConversationState
 from jupyter_agentmem.memory.summarize import LLMSummarizer, Summarizer
 from jupyter_agentmem.memory.truncate import ToolOutputTruncator
-from jupyter_agentmem.model.adapter import Event, Finish, TextDelta, ToolCall, Usage, describe_error
+from jupyter_agentmem.model.adapter import describe_error
 from jupyter_agentmem.model.tools import (
     Tool,
-    ToolOutcome,
     ToolRegistry,
     acall_tool,
     call_tool,
     default_registry,
 )
 
+from .response import AsyncResponse, Response, TurnOptions
 from .settings import AgentMem, Endpoint
+from .turn import INTERRUPTED, CallModel, Done, ToolResult, TurnEvent, TurnLoop
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED = "\n\n[interrupted by the user]"
 DEMO_NOTICE = (
     "demo model: set OPENAI_API_KEY, or `%agent_memory config base_url=... model=...`, "
     "for a real one"
@@ -52,139 +52,12 @@ class ModelError(AgentMemError):
     """The model request failed; the message says what to do. The session is unchanged."""
 
 
-@dataclass(frozen=True)
-class ToolResult:
-    """A tool call and its (already truncated) result, as stored in the session."""
+class _Run(NamedTuple):
+    """A started turn: its loop, where it goes, and the session it commits to."""
 
-    call: ToolCall
-    content: str
-    error: str | None
-    seconds: float
-    saved_chars: int
-
-
-TurnEvent = Event | ToolResult
-
-
-@dataclass
-class TurnOptions:
-    """Per-call choices; ``None`` means the configured default."""
-
-    session: str = "default"
-    model: str | None = None
-    system: str | None = None
-    tools: Iterable[str] | bool | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
-    namespace: Mapping[str, Any] | None = None
-
-
-@dataclass
-class _Turn:
-    """What the running turn has produced so far (committed at the end)."""
-
+    loop: TurnLoop
+    endpoint: Endpoint
     state: ConversationState
-    staged: list[dict[str, Any]]
-    text: list[str] = field(default_factory=list)
-    pending: list[ToolCall] = field(default_factory=list)
-    saved: int = 0
-
-
-class Response:
-    """One turn. Iterate for text chunks (streams on first use, replays afterwards);
-    after completion ``text``, ``usage``, ``tool_results``, ``model``, ``session``."""
-
-    def __init__(self, agent: Agent, prompt: str, options: TurnOptions) -> None:
-        self._agent = agent
-        self.prompt = prompt
-        self.options = options
-        self.session = options.session
-        self.model = ""
-        self.is_demo = False
-        self.usage: Usage | None = None
-        self.tool_results: list[ToolResult] = []
-        self.finish_reason: str | None = None
-        self.interrupted = False
-        self.done = False
-        self.elapsed = 0.0
-        self.session_bytes = 0
-        self._chunks: list[str] = []
-        self._events: Generator[TurnEvent, None, None] | None = None
-
-    def events(self) -> Generator[TurnEvent, None, None]:
-        """All events (text, tool results, usage, finish); only once."""
-        if self._events is not None or self.done:
-            raise AgentMemError("this response was already consumed; iterate it to replay text")
-        self._events = self._agent._run(self)
-        return self._events
-
-    def __iter__(self) -> Iterator[str]:
-        if self.done or self._events is not None:
-            yield from list(self._chunks)
-            return
-        for event in self.events():
-            if isinstance(event, TextDelta):
-                yield event.text
-
-    @property
-    def text(self) -> str:
-        """The answer (consumes the stream if nobody has yet)."""
-        if not self.done and self._events is None:
-            for _ in self:
-                pass
-        return "".join(self._chunks)
-
-    def _record(self, event: TurnEvent) -> None:
-        if isinstance(event, TextDelta):
-            self._chunks.append(event.text)
-        elif isinstance(event, ToolResult):
-            self.tool_results.append(event)
-        elif isinstance(event, Usage):
-            self.usage = _add_usage(self.usage, event)
-        elif isinstance(event, Finish):
-            self.finish_reason = event.reason
-
-
-class AsyncResponse:
-    """Async twin of :class:`Response`: ``async for chunk in response``."""
-
-    def __init__(self, agent: Agent, prompt: str, options: TurnOptions) -> None:
-        self._sync = Response(agent, prompt, options)
-        self._agent = agent
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sync, name)
-
-    async def events(self) -> AsyncIterator[TurnEvent]:
-        async for event in self._agent._arun(self._sync):
-            yield event
-
-    def __aiter__(self) -> AsyncIterator[str]:
-        return self._texts()
-
-    async def _texts(self) -> AsyncIterator[str]:
-        if self._sync.done:
-            for chunk in list(self._sync._chunks):
-                yield chunk
-            return
-        async for event in self.events():
-            if isinstance(event, TextDelta):
-                yield event.text
-
-    async def atext(self) -> str:
-        async for _ in self:
-            pass
-        return "".join(self._sync._chunks)
-
-
-def _add_usage(total: Usage | None, more: Usage) -> Usage:
-    if total is None:
-        return more
-    return Usage(
-        total.prompt_tokens + more.prompt_tokens,
-        total.completion_tokens + more.completion_tokens,
-        total.total_tokens + more.total_tokens,
-    )
 
 
 class Agent:
@@ -301,111 +174,41 @@ class Agent:
                 self._truncator_cache = ToolOutputTruncator(max_chars=limit)
             return self._truncator_cache
 
-    def _prepare(self, response: Response) -> tuple[_Turn, Endpoint, list[Tool], dict[str, Any]]:
+    def _start(self, response: Response) -> _Run:
+        """Resolve the endpoint, tools and session, and build the turn's loop."""
         options = response.options
         endpoint = self.endpoint(options.model)
         response.model, response.is_demo = endpoint.model, endpoint.is_demo
         tools = self._tools(options)
         state = self.manager.get_or_create(options.session)
-        turn = _Turn(state, [{"role": "user", "content": response.prompt}])
-        settings = {
-            "temperature": options.temperature
-            if options.temperature is not None
-            else self.config.temperature,
-            "max_tokens": options.max_tokens
-            if options.max_tokens is not None
-            else self.config.max_tokens,
-        }
-        return turn, endpoint, tools, settings
-
-    def _context(self, turn: _Turn, options: TurnOptions) -> list[dict[str, Any]]:
         system = options.system if options.system is not None else self.config.system_prompt
         head = [{"role": "system", "content": system}] if system else []
-        return head + turn.state.get_context() + turn.staged
-
-    def _tool_round(self, turn: _Turn, calls: list[ToolCall]) -> None:
-        turn.staged.append(
-            {
-                "role": "assistant",
-                "content": "".join(turn.text) or None,
-                "tool_calls": [
-                    {
-                        "id": c.id,
-                        "type": "function",
-                        "function": {"name": c.name, "arguments": c.arguments},
-                    }
-                    for c in calls
-                ],
-            }
-        )
-        turn.text = []
-        turn.pending = list(calls)
-
-    def _stream_args(
-        self,
-        turn: _Turn,
-        response: Response,
-        endpoint: Endpoint,
-        specs: list[dict[str, Any]],
-        round_number: int,
-        settings: dict[str, Any],
-    ) -> dict[str, Any]:
-        """One request: the context so far; tools offered except on the last allowed round."""
-        offer = specs if specs and round_number < self.config.max_tool_rounds else None
-        return {
+        config = self.config
+        request = {
             "model": endpoint.model,
-            "messages": self._context(turn, response.options),
-            "tools": offer,
-            **settings,
+            "temperature": config.temperature
+            if options.temperature is None
+            else options.temperature,
+            "max_tokens": config.max_tokens if options.max_tokens is None else options.max_tokens,
         }
+        loop = TurnLoop(
+            prompt=response.prompt,
+            context=lambda: head + state.get_context(),
+            request=request,
+            tools=tools,
+            max_rounds=config.max_tool_rounds,
+            truncate=self._truncator().truncate_ex,
+            record=response._record,
+        )
+        return _Run(loop, endpoint, state)
 
-    @staticmethod
-    def _absorb(turn: _Turn, response: Response, event: Event, calls: list[ToolCall]) -> bool:
-        """Record one stream event; returns False for tool calls (run after the stream)."""
-        if isinstance(event, ToolCall):
-            calls.append(event)
-            return False
-        if isinstance(event, TextDelta):
-            turn.text.append(event.text)
-        response._record(event)
-        return True
-
-    def _tool_result(
-        self, turn: _Turn, response: Response, call: ToolCall, outcome: ToolOutcome, started: float
-    ) -> ToolResult:
-        """Stage a tool's (truncated) result for the model and the session."""
-        if outcome.error is not None:
-            content, saved, error = f"Error: {outcome.error}", 0, outcome.error
-        else:
-            truncated = self._truncator().truncate_ex(outcome.value)
-            content, saved, error = truncated.text, truncated.saved_chars, None
-        turn.staged.append({"role": "tool", "tool_call_id": call.id, "content": content})
-        turn.pending.remove(call)
-        turn.saved += saved
-        result = ToolResult(call, content, error, time.perf_counter() - started, saved)
-        response._record(result)
-        return result
-
-    def _commit(self, response: Response, turn: _Turn, interrupted: bool) -> None:
-        staged = turn.staged
-        if interrupted:
-            for call in turn.pending:
-                staged.append(
-                    {
-                        "role": "tool",
-                        "tool_call_id": call.id,
-                        "content": "Error: interrupted before this tool ran",
-                    }
-                )
-            partial = "".join(turn.text)
-            staged.append({"role": "assistant", "content": partial + INTERRUPTED})
-        else:
-            staged.append({"role": "assistant", "content": "".join(turn.text)})
-        state = turn.state
+    def _commit(self, response: Response, run: _Run, interrupted: bool) -> None:
+        """Store the whole turn at once, then compact (inline, or later with the model)."""
+        state = run.state
         llm_summary = self._summarizer(response) is not None
-        state.add_messages(staged, auto_compact=not llm_summary)
-        if turn.saved:
-            state.record_truncation(turn.saved)
+        state.add_messages(run.loop.messages(interrupted), auto_compact=not llm_summary)
+        if run.loop.saved_chars:
+            state.record_truncation(run.loop.saved_chars)
         response.session_bytes = state.memory_estimate_bytes
         response.interrupted = interrupted
         response.done = True
@@ -450,78 +253,79 @@ class Agent:
         key = None if endpoint.is_demo else os.environ.get(self.config.api_key_env)
         return ModelError(describe_error(exc, api_key=key))
 
+    @contextmanager
+    def _guard(self, response: Response, run: _Run) -> Iterator[None]:
+        """The commit rules of both drivers: an interrupt stores what was shown (marked),
+        a failure stores nothing and becomes :class:`ModelError`, success stores all."""
+        started = time.perf_counter()
+        try:
+            yield
+        except (KeyboardInterrupt, GeneratorExit, asyncio.CancelledError):
+            self._commit(response, run, interrupted=True)
+            response.elapsed = time.perf_counter() - started
+            raise
+        except Exception as exc:
+            response.elapsed = time.perf_counter() - started
+            raise self._fail(exc, run.endpoint) from exc
+        self._commit(response, run, interrupted=False)
+        response.elapsed = time.perf_counter() - started
+
     def _run(self, response: Response) -> Generator[TurnEvent, None, None]:
-        """The sync turn: stream, run tools, repeat up to ``max_tool_rounds``, commit."""
+        """The sync driver of :class:`~.turn.TurnLoop`: only the I/O lives here."""
         from jupyter_agentmem.model.adapter import stream_chat
 
-        started = time.perf_counter()
-        turn, endpoint, tools, settings = self._prepare(response)
-        specs = [t.spec for t in tools]
-        by_name = {t.name: t for t in tools}
-        try:
-            client = self._client(endpoint)
-            for round_number in range(self.config.max_tool_rounds + 1):
-                calls: list[ToolCall] = []
-                args = self._stream_args(turn, response, endpoint, specs, round_number, settings)
-                for event in stream_chat(client, **args):
-                    if self._absorb(turn, response, event, calls):
-                        yield event
-                if not calls:
-                    break
-                self._tool_round(turn, calls)
-                for call in calls:
-                    t0, tool = time.perf_counter(), by_name.get(call.name)
-                    outcome = call_tool(tool, call.arguments) if tool else _unknown(call, by_name)
-                    yield self._tool_result(turn, response, call, outcome, t0)
-        except (KeyboardInterrupt, GeneratorExit):
-            self._commit(response, turn, interrupted=True)
-            response.elapsed = time.perf_counter() - started
-            raise
-        except Exception as exc:
-            response.elapsed = time.perf_counter() - started
-            raise self._fail(exc, endpoint) from exc
-        self._commit(response, turn, interrupted=False)
-        response.elapsed = time.perf_counter() - started
+        run = self._start(response)
+        loop = run.loop
+        with self._guard(response, run):
+            client = self._client(run.endpoint)
+            step = loop.next_step()
+            while not isinstance(step, Done):
+                if isinstance(step, CallModel):
+                    for event in stream_chat(client, **step.request):
+                        if (out := loop.on_event(event)) is not None:
+                            yield out
+                else:
+                    for job in step.jobs:
+                        t0 = time.perf_counter()
+                        outcome = (
+                            call_tool(job.tool, job.call.arguments) if job.tool else job.refusal()
+                        )
+                        yield loop.on_tool_outcome(job.call, outcome, time.perf_counter() - t0)
+                step = loop.next_step()
 
-    async def _arun(self, response: Response) -> AsyncIterator[TurnEvent]:
-        """Async twin of :meth:`_run` (same events, same commit rules)."""
+    async def _arun(self, response: Response) -> AsyncGenerator[TurnEvent, None]:
+        """The async driver: the same loop, awaiting the model and the tools."""
         from jupyter_agentmem.model.adapter import astream_chat
 
-        started = time.perf_counter()
-        turn, endpoint, tools, settings = await asyncio.to_thread(self._prepare, response)
-        specs = [t.spec for t in tools]
-        by_name = {t.name: t for t in tools}
-        try:
-            client = self._client(endpoint, asynchronous=True)
-            for round_number in range(self.config.max_tool_rounds + 1):
-                calls: list[ToolCall] = []
-                args = self._stream_args(turn, response, endpoint, specs, round_number, settings)
-                async for event in astream_chat(client, **args):
-                    if self._absorb(turn, response, event, calls):
-                        yield event
-                if not calls:
-                    break
-                self._tool_round(turn, calls)
-                for call in calls:
-                    t0, tool = time.perf_counter(), by_name.get(call.name)
-                    outcome = (
-                        await acall_tool(tool, call.arguments) if tool else _unknown(call, by_name)
-                    )
-                    yield self._tool_result(turn, response, call, outcome, t0)
-        except (KeyboardInterrupt, asyncio.CancelledError, GeneratorExit):
-            self._commit(response, turn, interrupted=True)
-            response.elapsed = time.perf_counter() - started
-            raise
-        except Exception as exc:
-            response.elapsed = time.perf_counter() - started
-            raise self._fail(exc, endpoint) from exc
-        self._commit(response, turn, interrupted=False)
-        response.elapsed = time.perf_counter() - started
+        run = await asyncio.to_thread(self._start, response)
+        loop = run.loop
+        with self._guard(response, run):
+            client = self._client(run.endpoint, asynchronous=True)
+            step = loop.next_step()
+            while not isinstance(step, Done):
+                if isinstance(step, CallModel):
+                    async for event in astream_chat(client, **step.request):
+                        if (out := loop.on_event(event)) is not None:
+                            yield out
+                else:
+                    for job in step.jobs:
+                        t0 = time.perf_counter()
+                        tool = job.tool
+                        outcome = (
+                            await acall_tool(tool, job.call.arguments) if tool else job.refusal()
+                        )
+                        yield loop.on_tool_outcome(job.call, outcome, time.perf_counter() - t0)
+                step = loop.next_step()
 
 
-def _unknown(call: ToolCall, known: Mapping[str, Tool]) -> ToolOutcome:
-    names = ", ".join(sorted(known)) or "none"
-    return ToolOutcome(None, f"there is no tool named {call.name!r} (available: {names})")
-
-
-__all__ = ["Agent", "AsyncResponse", "ModelError", "Response", "ToolResult", "TurnOptions"]
+__all__ = [
+    "DEMO_NOTICE",
+    "INTERRUPTED",
+    "Agent",
+    "AsyncResponse",
+    "ModelError",
+    "Response",
+    "ToolResult",
+    "TurnEvent",
+    "TurnOptions",
+]

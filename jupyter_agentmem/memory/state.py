@@ -312,8 +312,12 @@ class ConversationState:
         """Truncate a tool's output (see ``ToolOutputTruncator``) and add it as a ``tool`` message.
 
         Truncating *before* storing is what keeps a 10 MB tool result from ever
-        entering the session. Returns the stored message.
+        entering the session. Returns the stored message. The call must come
+        first (the API rejects a ``tool`` message without it): raises
+        :class:`InvalidMessageError` unless ``tool_call_id`` is an unanswered call
+        of the last assistant message with ``tool_calls``.
         """
+        self._require_open_call(tool_call_id)
         result = self.policy.get_truncator().truncate_ex(output)
         message: Message = {"role": "tool", "tool_call_id": tool_call_id, "content": result.text}
         if name:
@@ -321,6 +325,23 @@ class ConversationState:
         self.add_message(message)
         self.record_truncation(result.saved_chars)
         return message
+
+    def _require_open_call(self, tool_call_id: str) -> None:
+        with self._loaded() as messages:
+            answered: set[object] = set()
+            for message in reversed(messages):
+                if message.get("role") == "tool":
+                    answered.add(message.get("tool_call_id"))
+                    continue
+                calls = message.get("tool_calls") or ()
+                if tool_call_id in {c.get("id") for c in calls if isinstance(c, dict)} - answered:
+                    return
+                break
+        raise InvalidMessageError(
+            f"no unanswered tool call {tool_call_id!r} precedes this result: add the assistant "
+            "message that requested it first, e.g. add_message({'role': 'assistant', 'content': "
+            "None, 'tool_calls': [{'id': ..., 'type': 'function', 'function': {...}}]})"
+        )
 
     @property
     def recent_messages(self) -> list[Message]:

@@ -13,42 +13,23 @@ import asyncio
 import dataclasses
 import inspect
 import json
+import re
 import threading
-import types
-import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from jupyter_agentmem.errors import AgentMemError
 
+from .schema import Signature, ValidationError, signature_of
+
 MAX_TOOLS = 128
-_SIMPLE = {str: "string", int: "integer", float: "number", bool: "boolean"}
+# What OpenAI accepts for a function name (others get a 400 at request time).
+_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}", re.ASCII)
+MAX_ERROR_ITEMS = 8
 
 
 class ToolError(AgentMemError):
     """A function cannot be used as a tool (the message says why)."""
-
-
-def _schema(annotation: Any) -> dict[str, Any]:
-    """JSON schema of a type hint; unknown types accept anything."""
-    if annotation is inspect.Parameter.empty or annotation is Any:
-        return {}
-    if annotation in _SIMPLE:
-        return {"type": _SIMPLE[annotation]}
-    if annotation is type(None):
-        return {"type": "null"}
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin is typing.Literal:
-        return {"enum": list(args)}
-    if origin in (typing.Union, types.UnionType):
-        options = [_schema(a) for a in args]
-        return {"anyOf": options} if all(options) else {}
-    if annotation in (list, tuple, set) or origin in (list, tuple, set, frozenset):
-        return {"type": "array", "items": _schema(args[0])} if args else {"type": "array"}
-    if annotation is dict or origin is dict:
-        return {"type": "object"}
-    return {}
 
 
 def _description(fn: Callable[..., Any]) -> str:
@@ -59,38 +40,30 @@ def _description(fn: Callable[..., Any]) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Tool:
-    """A registered function and the OpenAI tool spec derived from it."""
+    """A registered function, the OpenAI tool spec derived from it, and its argument checks."""
 
     name: str
     function: Callable[..., Any]
     spec: dict[str, Any]
+    signature: Signature | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_function(cls, fn: Callable[..., Any], name: str | None = None) -> Tool:
         if not callable(fn):
             raise ToolError(f"{fn!r} is not callable, so it cannot be a tool")
-        name = name or getattr(fn, "__name__", "")
-        if not name or not name.replace("_", "a").replace("-", "a").isalnum():
-            raise ToolError(f"tool name {name!r} must be letters, digits, '_' or '-'")
+        name = str(name or getattr(fn, "__name__", ""))
+        if not _NAME.fullmatch(name):
+            shown = name if len(name) <= 80 else name[:77] + "..."
+            raise ToolError(
+                f"tool name {shown!r} ({len(name)} chars) is not accepted by the API: use 1-64 "
+                "ASCII letters, digits, '_' or '-', e.g. @agent_tool(name=\"lookup\")"
+            )
         try:
-            signature = inspect.signature(fn)
-            hints = typing.get_type_hints(fn)
+            signature = signature_of(fn)
         except (TypeError, ValueError, NameError) as exc:
             raise ToolError(f"cannot read the signature of {name}: {exc}") from exc
-        properties: dict[str, Any] = {}
-        required: list[str] = []
-        for param in signature.parameters.values():
-            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-                continue
-            properties[param.name] = _schema(hints.get(param.name, param.annotation))
-            if param.default is inspect.Parameter.empty:
-                required.append(param.name)
-        parameters = {"type": "object", "properties": properties, "required": required}
-        spec = {
-            "type": "function",
-            "function": {"name": name, "description": _description(fn), "parameters": parameters},
-        }
-        return cls(name, fn, spec)
+        function = {"name": name, "description": _description(fn), "parameters": signature.schema}
+        return cls(name, fn, {"type": "function", "function": function}, signature)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,20 +122,36 @@ class ToolRegistry:
         return chosen
 
 
-def _arguments(arguments: str) -> dict[str, Any] | ToolOutcome:
-    """The model's JSON arguments as keyword arguments, or the error to send back."""
+def _arguments(tool: Tool, arguments: str) -> dict[str, Any] | ToolOutcome:
+    """The model's JSON arguments, checked against the signature, or the error to send back."""
     try:
         kwargs = json.loads(arguments or "{}")
     except ValueError as exc:
         return ToolOutcome(None, f"arguments are not valid JSON ({exc}); send a JSON object")
     if not isinstance(kwargs, dict):
         return ToolOutcome(None, "arguments must be a JSON object of named parameters")
-    return kwargs
+    if tool.signature is None:
+        return kwargs
+    try:
+        return tool.signature.validate(kwargs)
+    except ValidationError as exc:
+        return ToolOutcome(None, _invalid(tool.name, exc))
+
+
+def _invalid(name: str, exc: ValidationError) -> str:
+    """The validation errors in a few lines the model can act on."""
+    errors = exc.errors(include_url=False, include_input=False)
+    lines = [
+        f"{'.'.join(str(p) for p in e['loc']) or '(arguments)'}: {e['msg']}"
+        for e in errors[:MAX_ERROR_ITEMS]
+    ]
+    more = f"; and {len(errors) - MAX_ERROR_ITEMS} more" if len(errors) > MAX_ERROR_ITEMS else ""
+    return f"invalid arguments for {name}: " + "; ".join(lines) + more + "; see the tool's schema"
 
 
 def call_tool(tool: Tool, arguments: str) -> ToolOutcome:
     """Run a tool with the model's JSON arguments; failures become an error text."""
-    kwargs = _arguments(arguments)
+    kwargs = _arguments(tool, arguments)
     if isinstance(kwargs, ToolOutcome):
         return kwargs
     try:
@@ -200,7 +189,7 @@ def _run_awaitable(value: Any) -> Any:
 
 async def acall_tool(tool: Tool, arguments: str) -> ToolOutcome:
     """Async twin of :func:`call_tool`: coroutine tools are awaited, sync ones run in a thread."""
-    kwargs = _arguments(arguments)
+    kwargs = _arguments(tool, arguments)
     if isinstance(kwargs, ToolOutcome):
         return kwargs
     try:

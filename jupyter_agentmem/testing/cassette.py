@@ -8,7 +8,11 @@ upstream forwarding, and knows nothing about the server.
 
 Secrets: request headers are never written. Only the normalised request body
 fields listed in :data:`KEY_FIELDS` and the response are stored, and any secret
-string the caller hands to :meth:`Interaction.redacted` is scrubbed as well.
+string the caller hands to :meth:`Interaction.redacted` (the recorder passes the
+request's API key) is scrubbed from both — a key pasted into a prompt or returned
+by a tool included. A redacted request keeps the match key of the original
+(a SHA-256 of the whole request, which does not reveal the key), so replaying the
+same request still finds it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import tempfile
 import threading
 import urllib.parse
@@ -42,6 +47,7 @@ __all__ = [
 ]
 
 FORMAT = "jupyter-agentmem-cassette"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 VERSION = 1
 
 #: Request fields that decide which recorded interaction answers a request.
@@ -106,6 +112,8 @@ class Interaction:
     chunks: tuple[str, ...] | None = None
     body: Any = None
     content_type: str = "application/json"
+    #: The key of the request as sent, when the stored ``request`` was redacted.
+    match_key: str | None = None
 
     def __post_init__(self) -> None:
         # Only the matching fields are kept: nothing else from the request reaches the file.
@@ -113,7 +121,7 @@ class Interaction:
 
     @property
     def key(self) -> str:
-        return request_key(self.request)
+        return self.match_key or request_key(self.request)
 
     def redacted(self, secrets: Iterable[str]) -> Interaction:
         """A copy with every occurrence of each (non-trivial) secret string replaced."""
@@ -130,7 +138,9 @@ class Interaction:
         if body is not None:
             body = json.loads(scrub(json.dumps(body)))
         chunks = None if self.chunks is None else tuple(scrub(c) for c in self.chunks)
-        return replace(self, chunks=chunks, body=body)
+        request = json.loads(scrub(json.dumps(self.request)))
+        match_key = self.key if request != self.request else self.match_key
+        return replace(self, chunks=chunks, body=body, request=request, match_key=match_key)
 
     def to_json(self) -> dict[str, Any]:
         response: dict[str, Any] = {"status": self.status, "content_type": self.content_type}
@@ -138,7 +148,10 @@ class Interaction:
             response["chunks"] = list(self.chunks)
         else:
             response["body"] = self.body
-        return {"key": self.key, "request": self.request, "response": response}
+        stored: dict[str, Any] = {"key": self.key, "request": self.request, "response": response}
+        if self.match_key is not None:
+            stored["redacted"] = True  # the key is the original request's: trust it on load
+        return stored
 
     @classmethod
     def from_json(cls, obj: object) -> Interaction:
@@ -156,12 +169,16 @@ class Interaction:
             isinstance(chunks, list) and all(isinstance(c, str) for c in chunks)
         ):
             raise ValueError("response 'chunks' must be a list of strings")
+        key = obj.get("key")
+        if obj.get("redacted") is True and not (isinstance(key, str) and _SHA256.fullmatch(key)):
+            raise ValueError("a redacted interaction lacks its 64-hex-digit 'key'")
         return cls(
             request=normalise_request(request),
             status=status,
             chunks=None if chunks is None else tuple(chunks),
             body=response.get("body"),
             content_type=str(response.get("content_type", "application/json")),
+            match_key=key if obj.get("redacted") is True else None,
         )
 
 
