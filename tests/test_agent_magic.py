@@ -52,7 +52,7 @@ def empty_queue(server: FakeModelServer) -> Iterator[None]:
 
 
 def turns(kernel: Kernel, session: str) -> int:
-    return int(kernel.value(f"ctx.manager.get_or_create({session!r}).total_turns"))
+    return int(kernel.value(f"ctx.manager.get_or_create({session!r}).messages_total"))
 
 
 def test_answer_streams_and_becomes_the_cell_result(
@@ -130,7 +130,7 @@ def test_tool_loop_runs_python_and_truncates_results(
     assert stored == ["user", "assistant", "tool", "tool", "assistant"]
     summary = run.of_type("display_data")[-1][1]["content"]["data"]["text/markdown"]
     assert "big_table" in summary and "broken" in summary
-    assert kernel.value("ctx.manager.stats()['truncated_bytes_saved']") > 100_000
+    assert kernel.value("ctx.manager.stats().truncated_chars_saved") > 100_000
 
 
 def test_interrupt_keeps_the_partial_answer(kernel: Kernel, server: FakeModelServer) -> None:

@@ -139,7 +139,7 @@ def test_show_folds_tool_results_and_escapes(ctx: Any, shell: InteractiveShell) 
         ]
     )
     text, page = run(shell, "show <b>x</b>")
-    assert "session '<b>x</b>' (in memory): 3 turns" in text
+    assert "session '<b>x</b>' (in memory): 1 turns, 3 messages" in text
     assert "&lt;b&gt;x&lt;/b&gt;" in page and "<b>x</b>" not in page.replace("<b>session", "")
     assert "<details><summary><b>tool result</b> calc (5,000 chars)</summary>" in page
     assert "what is &lt;2+2&gt;?" in page and "→ calls <code>calc</code>" in page
@@ -152,7 +152,7 @@ def test_show_reads_an_evicted_session_without_restoring_it(
     ctx.manager.evict("s2")
     text, _ = run(shell, "show s2")
     assert "in the store (not restored)" in text and "[user] q2" in text
-    assert "s2" not in ctx.manager.live_ids() and ctx.manager.stats()["restores"] == 0
+    assert "s2" not in ctx.manager.live_ids() and ctx.manager.stats().restores == 0
 
 
 def test_compact_one_and_all(ctx: Any, shell: InteractiveShell) -> None:

@@ -17,6 +17,8 @@ from typing import Any
 from traitlets import Bool, Enum, Float, Int, Unicode, validate
 from traitlets.config import Configurable
 
+from jupyter_agentmem.memory import defaults
+
 MiB = 1024 * 1024
 DEMO_MODEL = "demo"
 DEFAULT_REAL_MODEL = "gpt-4o-mini"
@@ -54,19 +56,27 @@ class AgentMem(Configurable):
         config=True
     )
 
-    max_recent = Int(10, help="Recent messages kept verbatim per session.").tag(config=True)
-    max_recent_bytes = Int(32 * 1024, help="Bytes of recent messages per session.").tag(config=True)
-    max_summary_chars = Int(2000, help="Bound of each session's running summary.").tag(config=True)
+    max_recent = Int(defaults.MAX_RECENT, help="Recent messages kept verbatim per session.").tag(
+        config=True
+    )
+    max_recent_bytes = Int(
+        defaults.MAX_RECENT_BYTES, help="Bytes of recent messages per session."
+    ).tag(config=True)
+    max_summary_chars = Int(
+        defaults.MAX_SUMMARY_CHARS, help="Bound of each session's running summary."
+    ).tag(config=True)
     summarizer = Enum(
         ["auto", "extractive", "llm"],
         default_value="auto",
         help="How old turns are summarised: 'llm' uses the chat model, 'extractive' needs no "
         "model, 'auto' picks llm for a real model and extractive for the demo model.",
     ).tag(config=True)
-    max_sessions = Int(1000, help="Sessions kept in memory before LRU eviction.").tag(config=True)
-    max_memory_bytes = Int(500 * MiB, help="Global byte budget of in-memory sessions.").tag(
-        config=True
-    )
+    max_sessions = Int(
+        defaults.MAX_SESSIONS, help="Sessions kept in memory before LRU eviction."
+    ).tag(config=True)
+    max_memory_bytes = Int(
+        defaults.MAX_MEMORY_BYTES, help="Global byte budget of in-memory sessions."
+    ).tag(config=True)
     idle_timeout = Float(
         None, allow_none=True, help="Evict sessions idle for this many seconds (None: never)."
     ).tag(config=True)

@@ -65,7 +65,7 @@ def stats(context: KernelContext) -> dict[str, Any]:
 
     return {
         "memory": context.monitor.check(),
-        "sessions": context.manager.stats(),
+        "sessions": context.manager.stats().as_dict(),
         "guard": describe_guard(context),
         "watch": get_watcher(context) is not None,
     }
@@ -235,7 +235,8 @@ def render_session(doc: dict[str, Any], last: int) -> tuple[str, str]:
     messages = list(doc.get("messages") or [])[-last:]
     where = "in memory" if doc.get("in_memory") else "in the store (not restored)"
     head = (
-        f"session {doc['session_id']!r} ({where}): {doc.get('total_turns', 0)} turns, "
+        f"session {doc['session_id']!r} ({where}): {doc.get('turns', 0)} turns, "
+        f"{doc.get('messages_total', doc.get('total_turns', 0))} messages, "
         f"{doc.get('compactions', 0)} compactions, showing {len(messages)} recent messages"
     )
     summary = doc.get("summary") or "(no summary yet)"
@@ -363,7 +364,7 @@ class MemoryMagics(Magics):
                 "yes" if r["in_memory"] else "no",
                 r.get("messages", ""),
                 human_bytes(r["estimated_bytes"]) if "estimated_bytes" in r else "",
-                r.get("total_turns", ""),
+                r.get("turns", ""),
             )
             for r in rows
         ]
