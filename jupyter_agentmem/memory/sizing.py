@@ -53,11 +53,14 @@ def json_size(value: Any, path: str = "message", depth: int = 0) -> int:
     """Estimated heap bytes of a JSON value; raises if it is not JSON-shaped.
 
     Being strict here (no tuples, sets, NaN or non-str keys) is what lets a
-    session round-trip through SQLite or Redis byte-for-byte later on.
+    session round-trip through SQLite or Redis byte-for-byte later on. Strings
+    and ``None`` inside a container are measured inline (no call): they are most
+    of every message, and this runs on every add and every restore.
     """
     kind = type(value)
     if kind is str:
-        check_text(value, path)
+        if not value.isascii():
+            check_text(value, path)
         return _getsizeof(value)
     if kind is dict:
         if depth >= _MAX_DEPTH:
@@ -68,17 +71,28 @@ def json_size(value: Any, path: str = "message", depth: int = 0) -> int:
                 raise InvalidMessageError(
                     f"{path} has a {type(key).__name__} key {key!r}: JSON keys must be str"
                 )
-            check_text(key, f"{path} key")
+            if not key.isascii():
+                check_text(key, f"{path} key")
             if len(key) > _SHARED_MAX_LEN:
                 total += _getsizeof(key)
-            total += json_size(item, path, depth + 1)
+            if type(item) is str:
+                if not item.isascii():
+                    check_text(item, path)
+                total += _getsizeof(item)
+            elif item is not None:
+                total += json_size(item, path, depth + 1)
         return total
     if kind is list:
         if depth >= _MAX_DEPTH:
             raise InvalidMessageError(f"{path} is nested deeper than {_MAX_DEPTH} levels")
         total = _getsizeof(value)
         for item in value:
-            total += json_size(item, path, depth + 1)
+            if type(item) is str:
+                if not item.isascii():
+                    check_text(item, path)
+                total += _getsizeof(item)
+            else:
+                total += json_size(item, path, depth + 1)
         return total
     if kind is int:
         return _int_size(value, path)

@@ -34,13 +34,14 @@ from .defaults import SUMMARY_PREFIX
 from .document import FORMAT_VERSION, Document, field, merge_documents, parse_document
 from .owner import StateOwner, check_session_id
 from .policy import DEFAULT_POLICY, StatePolicy
-from .sizing import escape_surrogates, message_size, text_size
+from .sizing import escape_surrogates, message_size
 from .stats import SessionInfo
 from .summarize import Summarizer
 
 __all__ = ["FORMAT_VERSION", "ConversationState", "StateOwner", "StatePolicy", "merge_documents"]
 
 Message = dict[str, Any]
+_getsizeof = sys.getsizeof
 _NO_PENDING: tuple[tuple[str, int], ...] = ()
 
 
@@ -133,15 +134,16 @@ class ConversationState(Compacting):
     def _estimate(self) -> int:
         """Heap estimate of this session, O(1): containers + message bytes + summary."""
         messages = self._messages
+        size = _getsizeof
         if messages is None:
-            return sys.getsizeof(self)
+            return size(self)
         return (
-            sys.getsizeof(self)
-            + sys.getsizeof(messages)
-            + sys.getsizeof(self._sizes)
-            + sys.getsizeof(self._tokens)
+            size(self)
+            + size(messages)
+            + size(self._sizes)
+            + size(self._tokens)
             + self._window_bytes
-            + text_size(self._summary)
+            + size(self._summary)  # sizing.text_size, inlined: this runs on every add
         )
 
     @property
@@ -250,12 +252,17 @@ class ConversationState(Compacting):
 
     def _append(self, batch: list[Message], sizes: list[int], auto_compact: bool = True) -> None:
         tokens = self.policy.count_tokens(batch)  # checked before anything changes
-        users = sum(m.get("role") == "user" for m in batch)
+        if len(batch) == 1:  # add_message: no generator, no sum
+            users = 1 if batch[0].get("role") == "user" else 0
+            added = sizes[0]
+        else:
+            users = sum(m.get("role") == "user" for m in batch)
+            added = sum(sizes)
         window, lock = self._acquire()
         try:
             window.extend(batch)
             self._sizes.extend(sizes)
-            self._window_bytes += sum(sizes)
+            self._window_bytes += added
             if tokens is not None:
                 self._tokens.extend(tokens)
                 self._window_tokens += sum(tokens)
