@@ -41,18 +41,22 @@ from .owner import check_session_id
 from .state import ConversationState, StatePolicy
 from .stats import COUNTERS, ManagerStats, SessionInfo
 from .summarize import ExtractiveSummarizer, Summarizer
+from .tier import CompressedTier
+from .tiering import Tiering
 
 log = logging.getLogger(__name__)
 
 
-class SessionManager(Evictions):
+class SessionManager(Evictions, Tiering):
     """LRU + idle eviction of ConversationStates to a store, under count and byte budgets.
 
     ``store=None`` uses the default SQLite file in the Jupyter data directory;
     pass ``MemoryStore()`` for a process-local manager or ``RedisStore`` to share
     sessions between kernels. ``summarizer`` compacts sessions inline when it is
     local (the default extractive one); with an LLM summarizer the caller (the
-    ``%%agent`` loop) compacts after the answer is shown.
+    ``%%agent`` loop) compacts after the answer is shown. ``tier_bytes > 0`` keeps
+    evicted sessions compressed in memory up to that many bytes before the store
+    (see ``memory/tiering.py``): for many idle sessions in one process.
     """
 
     def __init__(
@@ -68,6 +72,7 @@ class SessionManager(Evictions):
         summarizer: Summarizer | None = None,
         policy: StatePolicy | None = None,
         retry_after: float = defaults.RETRY_AFTER,
+        tier_bytes: int = 0,
     ) -> None:
         if max_sessions < 1:
             raise ValueError("max_sessions must be at least 1")
@@ -105,6 +110,8 @@ class SessionManager(Evictions):
         self._store_down_until = 0.0
         self.last_store_error: str | None = None
         self._closed = False
+        self._tier = CompressedTier(tier_bytes) if tier_bytes > 0 else None
+        self._spilling: set[str] = set()
 
     # ------------------------------------------------- StateOwner (state.py)
     def resized(self, state: ConversationState, delta: int) -> None:
@@ -160,6 +167,15 @@ class SessionManager(Evictions):
         """Load from the store outside the lock, then attach (unless someone was faster).
         A delete that ran meanwhile makes it load again, so a delete always wins."""
         self._check_open()
+        if self._tier is not None:
+            for _ in range(5):
+                with self.lock:
+                    state = self._live.touch(sid) or self._from_tier(sid)
+                if state is not None:
+                    return state
+                if sid not in self._spilling:
+                    break
+                self._wait_for_spill(sid)
         for _ in range(5):
             deletions = self._deletions
             doc = self.store.load(sid)
@@ -196,7 +212,7 @@ class SessionManager(Evictions):
 
     def __contains__(self, session_id: object) -> bool:
         with self.lock:
-            if session_id in self._live:
+            if session_id in self._live or (self._tier is not None and session_id in self._tier):
                 return True
         try:
             sid = check_session_id(session_id)
@@ -220,6 +236,9 @@ class SessionManager(Evictions):
         with self.lock:
             horizon = time.time() - limit
             idle = [sid for sid, st in self._live.states.items() if st.last_access <= horizon]
+        if self._tier is not None:
+            with self._io_lock:
+                return sum(not s.is_loaded for s in self._evict_to_tier(force=idle))
         batch = self._evict_now(force=idle)
         return sum(1 for item in batch if not item.state.is_loaded)
 
@@ -237,20 +256,25 @@ class SessionManager(Evictions):
         with self._io_lock:  # waits for an eviction writing this session
             with self.lock:
                 state = self._live.remove(session_id)
+                tiered = self._tier is not None and self._tier.discard(session_id)
                 held = state or self._known.get(session_id)
                 self._known.pop(session_id, None)
                 if held is not None:
                     held.detach()
                 self._deletions += 1
             removed = self.store.delete(session_id)
-        return removed or state is not None
+        return removed or state is not None or tiered
 
     def flush(self) -> int:
-        """Persist every live session without evicting it (used at shutdown)."""
+        """Persist every live session without evicting it (used at shutdown), and every
+        session of the compressed tier (which empties it)."""
         with self._io_lock:
+            drained = self._drain_tier()
             with self.lock:
                 items = [self._snapshot(s, evict=False) for s in self._live.states.values()]
-            return sum(self._write(item) for item in items)
+            return drained + sum(
+                self._write_all(items[i : i + 256]) for i in range(0, len(items), 256)
+            )
 
     def update_policy(self, **changes: Any) -> StatePolicy:
         """Change compaction limits (``max_recent``, ``max_recent_bytes``, ...) for every
@@ -277,6 +301,7 @@ class SessionManager(Evictions):
         if store is self.store:
             return 0
         with self._io_lock:
+            self._drain_tier()  # into the old store, then migrated with the rest
             old = self.store
             copied = 0
             if migrate:
@@ -321,6 +346,7 @@ class SessionManager(Evictions):
         with self.lock:
             counters = dict(self._counters)
             live, saving, nbytes = len(self._live), self._saving, self._live.nbytes
+            tier = self._tier.stats() if self._tier is not None else None
             error = self.last_store_error
         persisted: int | None = None
         if time.time() >= self._store_down_until:  # do not wait on a store known to be down
@@ -337,6 +363,9 @@ class SessionManager(Evictions):
             max_sessions=self.max_sessions,
             last_store_error=error,
             sessions_persisted=persisted,
+            sessions_in_tier=tier["sessions"] if tier else 0,
+            tier_bytes=tier["bytes"] if tier else 0,
+            max_tier_bytes=tier["max_bytes"] if tier else 0,
             **counters,
         )
 
@@ -355,12 +384,15 @@ class SessionManager(Evictions):
         with self.lock:
             live = [s.info().as_dict() for s in reversed(self._live.states.values())]
             seen = set(self._live.states)
+            tiered = self._tier.ids() if self._tier is not None else []
+        held = [{"session_id": sid, "in_memory": False, "in_tier": True} for sid in tiered]
+        seen.update(tiered)
         stored = [
             {"session_id": sid, "in_memory": False}
             for sid in self.store.list_ids()
             if sid not in seen
         ]
-        return live + stored
+        return live + held + stored
 
     def live_ids(self) -> list[str]:
         """Ids of the sessions in memory, least recently used first."""

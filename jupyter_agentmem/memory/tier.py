@@ -138,6 +138,16 @@ class CompressedTier:
                     spilled.append((sid, old, extra))
         return [Spilled(sid, decode(old), extra) for sid, old, extra in spilled]
 
+    def hold(self, session_id: str, doc: SessionData, meta: object = None) -> None:
+        """Keep ``doc`` even over budget, as the next to spill: for a document the
+        store could not take (it must not be lost, and it is retried first)."""
+        blob = encode(doc, self.level)
+        with self._lock:
+            self._remove(session_id)
+            self._entries[session_id] = (blob, meta)
+            self._entries.move_to_end(session_id, last=False)
+            self._bytes += self._cost(session_id, blob)
+
     def take(self, session_id: str) -> tuple[SessionData, object] | None:
         """Remove and return ``(document, meta)``, or None if not held here."""
         with self._lock:

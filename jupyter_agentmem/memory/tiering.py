@@ -1,0 +1,211 @@
+"""The manager's compressed tier: idle sessions kept as bytes before the store.
+
+A mixin of :class:`~jupyter_agentmem.memory.manager.SessionManager`, like
+``eviction.py``. With ``tier_bytes > 0``, a session evicted by the count, byte
+or idle budget is not written to the store: its document goes into a
+:class:`~jupyter_agentmem.memory.tier.CompressedTier` (~1/4 to 1/11 of its live
+size) and the state is unloaded. Using it again restores it from there in tens
+of microseconds. Only what overflows the tier's own budget is written to the
+store, in one ``save_many`` per overflow, merged like any other save if another
+kernel changed it meanwhile. ``evict()``, ``flush()`` and ``close()`` still
+write to the store: after them, the store has every session.
+
+Until a spilled document has landed, its id is in ``_spilling`` and a restore
+waits for the write (``_io_lock``), so it never reads an older copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from jupyter_agentmem.errors import SessionConflictError, StoreCorruptError, StoreError
+from jupyter_agentmem.stores.base import SessionStore
+
+from . import persist
+from .books import Budget, LiveSessions
+from .document import Document, new_write_id, with_write
+from .persist import Pending
+from .policy import StatePolicy
+from .state import ConversationState
+from .tier import CompressedTier, Spilled
+
+log = logging.getLogger("jupyter_agentmem.memory.manager")
+
+_PENDING_KEPT = 4
+_SPILL_BATCH = 256  # documents per save_many when the tier overflows
+
+
+class Tiering:
+    """Eviction into the tier, restore from it, and the tier's spill to the store."""
+
+    store: SessionStore
+    policy: StatePolicy
+    lock: threading.RLock
+    max_memory_bytes: int
+    idle_timeout: float | None
+    retry_after: float
+    last_store_error: str | None
+    _io_lock: threading.Lock
+    _live: LiveSessions
+    _counters: dict[str, int]
+    _store_down_until: float
+    _tier: CompressedTier | None
+    _spilling: set[str]
+
+    if TYPE_CHECKING:  # provided by Evictions and SessionManager
+
+        def _low_water(self) -> int: ...
+        def _attach(self, sid: str, doc: Document | None, create: bool) -> ConversationState: ...
+
+    # -------------------------------------------------------------- eviction
+    def _evict_to_tier(self, force: Iterable[str] = ()) -> list[ConversationState]:
+        """Move victims into the tier (io lock held); write what the tier spills."""
+        tier = self._tier
+        assert tier is not None
+        moved: list[ConversationState] = []
+        spilled: list[Spilled] = []
+        with self.lock:
+            budget = Budget(self._low_water(), self.max_memory_bytes, self.idle_timeout)
+            chosen, _ = self._live.victims(force, budget)
+            for state in chosen:
+                sid = state.session_id
+                doc = state.to_dict()
+                meta: tuple[int, tuple[Pending, ...]] = (state.base_total, tuple(state.pending))
+                self._live.remove(sid)
+                state.unload()
+                self._counters["evictions"] += 1
+                moved.append(state)
+                spilled += tier.put(sid, doc, meta)
+            if time.time() >= self._store_down_until:
+                spilled += tier.resize(tier.max_bytes)  # what stayed over budget in an outage
+            self._spilling.update(item.session_id for item in spilled)
+        self._spill(spilled)
+        return moved
+
+    def _spill(self, spilled: list[Spilled]) -> None:
+        """Write overflowing documents to the store (io lock held, main lock not).
+        Anything not written (failure, Ctrl-C) goes back into the tier, over budget."""
+        left = list(spilled)
+        try:
+            while left:
+                chunk, left = left[:_SPILL_BATCH], left[_SPILL_BATCH:]
+                self._spill_chunk(chunk)
+        finally:
+            with self.lock:
+                for item in left:
+                    self._put_back(item, item.meta)
+                self._spilling.difference_update(item.session_id for item in spilled)
+
+    def _spill_chunk(self, chunk: list[Spilled]) -> None:
+        writes = [self._stamped(item) for item in chunk]
+        save_many = getattr(self.store, "save_many", None)
+        if save_many is not None and len(writes) > 1:
+            try:
+                save_many([(item.session_id, doc) for item, doc, _ in writes])
+                return
+            except Exception:  # nothing written: one by one merges or books each
+                pass
+        for item, doc, pending in writes:
+            base = _meta(item.meta)[0]
+            try:
+                persist.save_merging(
+                    self.store,
+                    item.session_id,
+                    doc,
+                    base,
+                    pending,
+                    self.policy.max_summary_chars,
+                    lambda: self._count("conflicts_merged"),
+                )
+            except Exception as exc:  # keep it in memory; the store may come back
+                with self.lock:
+                    self._put_back(item, (base, pending))
+                self._spill_failed(item.session_id, exc)
+
+    @staticmethod
+    def _stamped(item: Spilled) -> tuple[Spilled, Document, tuple[Pending, ...]]:
+        """The document to save, with a new write id and the next revision."""
+        pending = _meta(item.meta)[1]
+        doc = dict(item.doc)
+        write_id = new_write_id()
+        with_write(doc, list(doc.get("writes", [])), write_id)
+        doc["revision"] = int(doc.get("revision", 0)) + 1
+        total = int(doc.get("messages_total", 0))
+        return item, doc, (*pending, (write_id, total))[-_PENDING_KEPT:]
+
+    def _put_back(self, item: Spilled, meta: object) -> None:
+        """Return an unwritten document to the tier (lock held), unless it was
+        restored or deleted meanwhile."""
+        tier = self._tier
+        if tier is None or item.session_id in self._live or item.session_id not in self._spilling:
+            return
+        tier.hold(item.session_id, item.doc, meta)
+
+    def _spill_failed(self, sid: str, exc: Exception) -> None:
+        outage = isinstance(exc, StoreError) and not isinstance(
+            exc, (SessionConflictError, StoreCorruptError)
+        )
+        with self.lock:
+            self._counters["persist_failures"] += 1
+            first = self.last_store_error is None
+            self.last_store_error = f"{type(exc).__name__}: {exc}"
+            if outage:
+                self._store_down_until = time.time() + self.retry_after
+        if first:
+            log.warning(
+                "could not write session %r from the compressed tier to the store (%s); "
+                "it stays in memory, over the tier's budget",
+                sid,
+                exc,
+            )
+
+    def _count(self, counter: str) -> None:
+        with self.lock:
+            self._counters[counter] += 1
+
+    # --------------------------------------------------------------- restore
+    def _from_tier(self, sid: str) -> ConversationState | None:
+        """Attach a session held in the tier (lock held); None if it is not there."""
+        tier = self._tier
+        if tier is None:
+            return None
+        taken = tier.take(sid)
+        if taken is None:
+            return None
+        doc, meta = taken
+        state = self._attach(sid, doc, create=True)
+        state.base_total, pending = _meta(meta)
+        state.pending = pending
+        self._counters["tier_restores"] += 1
+        return state
+
+    def _wait_for_spill(self, sid: str) -> None:
+        """A restore of a document being written waits for the write to land."""
+        with self.lock:
+            busy = sid in self._spilling
+        if busy:
+            with self._io_lock:
+                pass
+
+    def _drain_tier(self) -> int:
+        """Write every document of the tier to the store (io lock held): flush, close,
+        replace_store. Returns how many were written."""
+        if self._tier is None:
+            return 0
+        with self.lock:
+            spilled = self._tier.drain()
+            self._spilling.update(item.session_id for item in spilled)
+        self._spill(spilled)
+        with self.lock:
+            return sum(1 for item in spilled if item.session_id not in self._tier)
+
+
+def _meta(meta: object) -> tuple[int, tuple[Pending, ...]]:
+    """(base_total, pending) as stored with a tier entry."""
+    if isinstance(meta, tuple) and len(meta) == 2:
+        return int(meta[0]), tuple(meta[1])
+    return 0, ()

@@ -1,0 +1,165 @@
+"""SessionManager with a compressed tier: evictions land there first, nothing is lost."""
+
+from __future__ import annotations
+
+import random
+import threading
+from pathlib import Path
+from typing import Any
+
+from jupyter_agentmem import SessionManager
+from jupyter_agentmem.errors import StoreError
+from jupyter_agentmem.stores import MemoryStore, SQLiteStore
+
+from .workload import turn_messages
+
+
+class CountingStore(MemoryStore):
+    """A real MemoryStore that can be switched off and counts batched writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.batches: list[int] = []
+
+    def save(self, session_id: str, data: dict[str, Any]) -> None:
+        if self.down:
+            raise StoreError("store unavailable")
+        super().save(session_id, data)
+
+    def save_many(self, items: list[tuple[str, dict[str, Any]]]) -> int:
+        if self.down:
+            raise StoreError("store unavailable")
+        self.batches.append(len(items))
+        for sid, data in items:
+            super().save(sid, data)
+        return len(items)
+
+
+def tiered(store: Any = None, tier_bytes: int = 1 << 20, **kwargs: Any) -> SessionManager:
+    options: dict[str, Any] = {"max_sessions": 2, "max_memory_bytes": 1 << 24}
+    options.update(kwargs)
+    store = store if store is not None else CountingStore()  # an empty store is falsy
+    return SessionManager(store=store, tier_bytes=tier_bytes, **options)
+
+
+def fill(manager: SessionManager, sid: str, turns: int = 3) -> list[dict[str, Any]]:
+    """A few turns whose tool outputs are random hex: ~1.5 KB compressed per session."""
+    state = manager.get_or_create(sid)
+    rng = random.Random(sid)
+    for turn in range(turns):
+        state.add_messages(turn_messages(turn, rng.randbytes(200).hex()))
+    return state.get_context()
+
+
+ENTRY = 1400  # bytes a filled session costs in the tier, with margin (checked below)
+
+
+def test_budget_eviction_goes_to_the_tier_and_comes_back_without_the_store() -> None:
+    manager = tiered()
+    store = manager.store
+    held = manager.get_or_create("a")
+    expected = fill(manager, "a")
+    fill(manager, "b")
+    fill(manager, "c")  # a is the LRU: into the tier
+    stats = manager.stats()
+    assert not held.is_loaded
+    assert (stats.sessions_in_memory, stats.sessions_in_tier, stats.evictions) == (2, 1, 1)
+    assert ENTRY / 2 < stats.tier_bytes <= ENTRY and stats.max_tier_bytes == 1 << 20
+    assert store.saves == 0 and "a" in manager
+    loads = store.loads  # one per new session (is it in the store?)
+    assert held.get_context() == expected  # the held reference restores transparently
+    stats = manager.stats()
+    assert (stats.tier_restores, stats.restores, store.loads) == (1, 1, loads)
+    assert stats.sessions_in_tier == 1  # b went to the tier to make room for a
+    assert [row["session_id"] for row in manager.list_sessions() if row.get("in_tier")] == ["b"]
+
+
+def test_tier_overflow_spills_the_oldest_to_the_store_in_one_batch() -> None:
+    manager = tiered(tier_bytes=3 * ENTRY)
+    expected = {sid: fill(manager, sid) for sid in "abcdefgh"}
+    store = manager.store
+    assert store.count() > 0 and manager.stats().sessions_in_tier > 0
+    assert manager.stats().tier_bytes <= 3 * ENTRY
+    assert store.load("a") is not None  # the least recently used went first
+    for sid, context in expected.items():
+        assert manager.get_or_create(sid).get_context() == context
+    assert manager.stats().persist_failures == 0
+
+
+def test_flush_and_close_write_the_tier_to_the_store(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    manager = tiered(store=SQLiteStore(path))
+    expected = {sid: fill(manager, sid) for sid in "abcd"}
+    assert manager.stats().sessions_in_tier == 2
+    manager.close()
+    again = SessionManager(store=SQLiteStore(path), max_sessions=10)
+    for sid, context in expected.items():
+        assert again.get_or_create(sid).get_context() == context
+    again.close()
+
+
+def test_delete_forgets_a_session_in_the_tier() -> None:
+    manager = tiered()
+    for sid in "abc":
+        fill(manager, sid)
+    assert manager.delete("a") and "a" not in manager
+    assert manager.stats().sessions_in_tier == 0
+    assert manager.get_or_create("a").get_context() == []
+
+
+def test_a_store_outage_keeps_spilled_sessions_in_the_tier_until_it_is_back() -> None:
+    manager = tiered(tier_bytes=2 * ENTRY, retry_after=0.0)
+    store = manager.store
+    store.down = True
+    expected = {sid: fill(manager, sid) for sid in "abcdef"}
+    stats = manager.stats()
+    assert stats.persist_failures > 0 and store.count() == 0
+    assert stats.sessions_in_tier == 4  # over its budget rather than losing one
+    assert stats.tier_bytes > stats.max_tier_bytes
+    store.down = False
+    fill(manager, "g")  # the next eviction writes what waited, in one batch
+    assert store.count() >= 2 and store.batches == [store.count()]
+    assert manager.stats().tier_bytes <= manager.stats().max_tier_bytes
+    for sid, context in expected.items():
+        assert manager.get_or_create(sid).get_context() == context
+
+
+def test_a_spilled_session_merges_with_another_kernels_copy() -> None:
+    store = CountingStore()
+    mine = tiered(store=store, tier_bytes=1)  # every eviction spills at once
+    other = SessionManager(store=store, max_sessions=10)
+    mine.get_or_create("s").add_message({"role": "user", "content": "from this kernel"})
+    other.get_or_create("s").add_message({"role": "user", "content": "from the other kernel"})
+    other.flush()
+    fill(mine, "t")
+    fill(mine, "u")  # s spills: conflict with the other kernel's save, merged
+    assert mine.stats().conflicts_merged == 1
+    contents = [m["content"] for m in store.load("s")["messages"]]
+    assert contents == ["from the other kernel", "from this kernel"]
+
+
+def test_threads_restoring_and_evicting_through_the_tier_lose_nothing() -> None:
+    manager = tiered(tier_bytes=16 * 1024, max_sessions=3)
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(60):
+                state = manager.get_or_create(f"w{n}-{i % 6}")
+                state.add_message({"role": "user", "content": f"{n} {i}"})
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    for n in range(4):
+        for k in range(6):
+            state = manager.get_or_create(f"w{n}-{k}")
+            assert state.messages_total == 10
+    stats = manager.stats()
+    assert stats.persist_failures == 0 and stats.tier_restores > 0
