@@ -7,9 +7,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from jupyter_agentmem import SessionManager
 from jupyter_agentmem.errors import StoreError
 from jupyter_agentmem.stores import MemoryStore, SQLiteStore
+from jupyter_agentmem.watch.snapshot import session_totals, totals_rows
 
 from .workload import turn_messages
 
@@ -73,6 +76,9 @@ def test_budget_eviction_goes_to_the_tier_and_comes_back_without_the_store() -> 
     assert (stats.tier_restores, stats.restores, store.loads) == (1, 1, loads)
     assert stats.sessions_in_tier == 1  # b went to the tier to make room for a
     assert [row["session_id"] for row in manager.list_sessions() if row.get("in_tier")] == ["b"]
+    rows = dict(totals_rows(session_totals(manager.stats())))  # what the dashboard shows
+    assert rows["compressed tier"].startswith("1 sessions, ")
+    assert "compressed tier" not in dict(totals_rows(session_totals(tiered(None, 0).stats())))
 
 
 def test_tier_overflow_spills_the_oldest_to_the_store_in_one_batch() -> None:
@@ -163,3 +169,8 @@ def test_threads_restoring_and_evicting_through_the_tier_lose_nothing() -> None:
             assert state.messages_total == 10
     stats = manager.stats()
     assert stats.persist_failures == 0 and stats.tier_restores > 0
+
+
+def test_a_negative_tier_budget_is_refused() -> None:
+    with pytest.raises(ValueError, match="tier_bytes"):
+        SessionManager(store=MemoryStore(), tier_bytes=-1)

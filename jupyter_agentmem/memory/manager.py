@@ -80,6 +80,8 @@ class SessionManager(Evictions, Tiering):
             raise ValueError(
                 f"max_memory_bytes must be at least {defaults.MIN_MEMORY_BYTES // 1024} KiB"
             )
+        if tier_bytes < 0:
+            raise ValueError("tier_bytes must be >= 0 bytes (0: no compressed tier)")
         if idle_timeout is not None and idle_timeout <= 0:
             raise ValueError("idle_timeout must be positive seconds, or None to disable it")
         if store is None:

