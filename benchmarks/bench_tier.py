@@ -159,7 +159,7 @@ def restore_latency(kind: str, samples: int) -> dict[str, tuple[float, float]]:
             assert loaded is not None
             state = ConversationState.from_dict(loaded, POLICY)
             t4 = time.perf_counter()
-            assert state.total_turns == d["total_turns"]
+            assert state.messages_total == d["messages_total"]
             times["take"].append(t1 - t0)
             times["take_fill"].append(t3 - t2)
             times["sqlite_fill"].append(t4 - t3)
