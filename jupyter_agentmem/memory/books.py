@@ -48,8 +48,9 @@ class LiveSessions:
     def add(self, state: ConversationState) -> None:
         sid = state.session_id
         self.states[sid] = state
-        self.nbytes += state.memory_estimate_bytes
-        self.largest.consider(sid, state)
+        size = state.memory_estimate_bytes
+        self.nbytes += size
+        self.largest.consider(sid, state, size)
 
     def remove(self, sid: str) -> ConversationState | None:
         state = self.states.pop(sid, None)
@@ -72,7 +73,7 @@ class LiveSessions:
         if self.states.get(sid) is state:
             self.nbytes += delta
             self.states.move_to_end(sid)
-            self.largest.consider(sid, state)
+            self.largest.consider(sid, state, state.memory_estimate_bytes)
 
     def in_use(self) -> str | None:
         """The most recently used session: never evicted to make room."""

@@ -89,6 +89,8 @@ class Evictions:
             else:
                 self._evict_now()
 
+    settle = enforce_budget  # StateOwner: a public operation of a state finished
+
     def _over_budget(self) -> bool:
         """A cheap hint (the decision is re-made under the lock): is there work?"""
         live = self._live

@@ -124,9 +124,6 @@ class SessionManager(Evictions, Tiering):
         """Messages were appended (lock held). The hook for a durable per-turn log;
         the manager itself persists at eviction, flush and close."""
 
-    def settle(self) -> None:
-        self.enforce_budget()
-
     def restore(self, state: ConversationState) -> None:
         """A hollow state is being used: bring its content back (called without the lock)."""
         self._load(state.session_id, create=False)

@@ -52,10 +52,9 @@ def escape_surrogates(text: str) -> str:
 def json_size(value: Any, path: str = "message", depth: int = 0) -> int:
     """Estimated heap bytes of a JSON value; raises if it is not JSON-shaped.
 
-    Being strict here (no tuples, sets, NaN or non-str keys) is what lets a
-    session round-trip through SQLite or Redis byte-for-byte later on. Strings
-    and ``None`` inside a container are measured inline (no call): they are most
-    of every message, and this runs on every add and every restore.
+    Being strict here (no tuples, sets, NaN, non-str keys, lone surrogates or
+    giant ints) is what lets a session round-trip through SQLite or Redis
+    byte-for-byte later on. The common cases (ASCII text) take the fast paths.
     """
     kind = type(value)
     if kind is str:
@@ -75,11 +74,9 @@ def json_size(value: Any, path: str = "message", depth: int = 0) -> int:
                 check_text(key, f"{path} key")
             if len(key) > _SHARED_MAX_LEN:
                 total += _getsizeof(key)
-            if type(item) is str:
-                if not item.isascii():
-                    check_text(item, path)
+            if type(item) is str and item.isascii():
                 total += _getsizeof(item)
-            elif item is not None:
+            else:
                 total += json_size(item, path, depth + 1)
         return total
     if kind is list:
@@ -87,17 +84,16 @@ def json_size(value: Any, path: str = "message", depth: int = 0) -> int:
             raise InvalidMessageError(f"{path} is nested deeper than {_MAX_DEPTH} levels")
         total = _getsizeof(value)
         for item in value:
-            if type(item) is str:
-                if not item.isascii():
-                    check_text(item, path)
-                total += _getsizeof(item)
-            else:
-                total += json_size(item, path, depth + 1)
+            total += json_size(item, path, depth + 1)
         return total
+    if value is None or kind is bool:
+        return 0
+    return _scalar_size(value, kind, path)
+
+
+def _scalar_size(value: Any, kind: type, path: str) -> int:
     if kind is int:
         return _int_size(value, path)
-    if kind is bool or value is None:
-        return 0
     if kind is float:
         if not math.isfinite(value):
             raise InvalidMessageError(f"{path} holds {value!r}, which JSON cannot represent")

@@ -34,14 +34,13 @@ from .defaults import SUMMARY_PREFIX
 from .document import FORMAT_VERSION, Document, field, merge_documents, parse_document
 from .owner import StateOwner, check_session_id
 from .policy import DEFAULT_POLICY, StatePolicy
-from .sizing import escape_surrogates, message_size
+from .sizing import escape_surrogates, message_size, text_size
 from .stats import SessionInfo
 from .summarize import Summarizer
 
 __all__ = ["FORMAT_VERSION", "ConversationState", "StateOwner", "StatePolicy", "merge_documents"]
 
 Message = dict[str, Any]
-_getsizeof = sys.getsizeof
 _NO_PENDING: tuple[tuple[str, int], ...] = ()
 
 
@@ -134,16 +133,15 @@ class ConversationState(Compacting):
     def _estimate(self) -> int:
         """Heap estimate of this session, O(1): containers + message bytes + summary."""
         messages = self._messages
-        size = _getsizeof
         if messages is None:
-            return size(self)
+            return sys.getsizeof(self)
         return (
-            size(self)
-            + size(messages)
-            + size(self._sizes)
-            + size(self._tokens)
+            sys.getsizeof(self)
+            + sys.getsizeof(messages)
+            + sys.getsizeof(self._sizes)
+            + sys.getsizeof(self._tokens)
             + self._window_bytes
-            + size(self._summary)  # sizing.text_size, inlined: this runs on every add
+            + text_size(self._summary)
         )
 
     @property
@@ -251,18 +249,17 @@ class ConversationState(Compacting):
             self._owner.count("truncated_chars_saved", saved_chars)
 
     def _append(self, batch: list[Message], sizes: list[int], auto_compact: bool = True) -> None:
-        tokens = self.policy.count_tokens(batch)  # checked before anything changes
-        if len(batch) == 1:  # add_message: no generator, no sum
-            users = 1 if batch[0].get("role") == "user" else 0
-            added = sizes[0]
-        else:
-            users = sum(m.get("role") == "user" for m in batch)
-            added = sum(sizes)
+        policy = self.policy  # token counts are checked before anything changes
+        tokens = policy.count_tokens(batch) if policy.token_counter is not None else None
+        users = 0
+        for message in batch:
+            if message.get("role") == "user":
+                users += 1
         window, lock = self._acquire()
         try:
             window.extend(batch)
             self._sizes.extend(sizes)
-            self._window_bytes += added
+            self._window_bytes += sum(sizes)
             if tokens is not None:
                 self._tokens.extend(tokens)
                 self._window_tokens += sum(tokens)

@@ -91,8 +91,8 @@ class LargestSessions(Generic[T]):
         self.floor = 0
         self.size_of = size_of
 
-    def consider(self, sid: str, state: T) -> None:
-        size = self.size_of(state)
+    def consider(self, sid: str, state: T, size: int) -> None:
+        """``state`` (of ``size`` bytes) changed: O(1) unless the candidates are trimmed."""
         if size > self.floor:
             self.members[sid] = state
             if len(self.members) >= 2 * self.K:
