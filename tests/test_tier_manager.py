@@ -174,3 +174,28 @@ def test_threads_restoring_and_evicting_through_the_tier_lose_nothing() -> None:
 def test_a_negative_tier_budget_is_refused() -> None:
     with pytest.raises(ValueError, match="tier_bytes"):
         SessionManager(store=MemoryStore(), tier_bytes=-1)
+
+
+def test_ctrl_c_after_a_spill_landed_keeps_the_session_and_duplicates_nothing() -> None:
+    class LostReply(CountingStore):
+        """The write lands, then Ctrl-C arrives before the manager hears back."""
+
+        interrupt = True
+
+        def save(self, session_id: str, data: dict[str, Any]) -> None:
+            super().save(session_id, data)
+            if self.interrupt:
+                self.interrupt = False
+                raise KeyboardInterrupt
+
+    store = LostReply()
+    manager = tiered(store=store, tier_bytes=1)  # every eviction spills at once
+    expected = fill(manager, "a")
+    fill(manager, "b")
+    with pytest.raises(KeyboardInterrupt):
+        fill(manager, "c")  # a spills; its write lands; Ctrl-C
+    assert manager.stats().sessions_in_tier == 1  # a kept in memory, not lost
+    fill(manager, "d")  # a spills again: recognised as landed, b spills too
+    assert manager.stats().conflicts_merged == 0
+    assert manager.get_or_create("a").get_context() == expected
+    assert len(store.load("a")["messages"]) == len(expected) - 1  # no duplicated turn

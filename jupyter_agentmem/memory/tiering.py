@@ -12,6 +12,8 @@ write to the store: after them, the store has every session.
 
 Until a spilled document has landed, its id is in ``_spilling`` and a restore
 waits for the write (``_io_lock``), so it never reads an older copy.
+Compression runs under the manager's lock (~40 µs a session, no I/O), so a
+session is always in exactly one place: live, in the tier, or being written.
 """
 
 from __future__ import annotations
@@ -88,43 +90,48 @@ class Tiering:
 
     def _spill(self, spilled: list[Spilled]) -> None:
         """Write overflowing documents to the store (io lock held, main lock not).
-        Anything not written (failure, Ctrl-C) goes back into the tier, over budget."""
-        left = list(spilled)
+        Anything not confirmed written (a failure, Ctrl-C) goes back into the tier,
+        over budget, with its write id pending: if it did land, the next save finds
+        it in the stored lineage and merges nothing twice."""
+        writes = [self._stamped(item) for item in spilled]
+        done: set[str] = set()
         try:
-            while left:
-                chunk, left = left[:_SPILL_BATCH], left[_SPILL_BATCH:]
-                self._spill_chunk(chunk)
+            for start in range(0, len(writes), _SPILL_BATCH):
+                self._spill_chunk(writes[start : start + _SPILL_BATCH], done)
         finally:
             with self.lock:
-                for item in left:
-                    self._put_back(item, item.meta)
+                for item, _, pending in writes:
+                    if item.session_id not in done:
+                        self._put_back(item, (_meta(item.meta)[0], pending))
                 self._spilling.difference_update(item.session_id for item in spilled)
 
-    def _spill_chunk(self, chunk: list[Spilled]) -> None:
-        writes = [self._stamped(item) for item in chunk]
+    def _spill_chunk(
+        self, writes: list[tuple[Spilled, Document, tuple[Pending, ...]]], done: set[str]
+    ) -> None:
         save_many = getattr(self.store, "save_many", None)
         if save_many is not None and len(writes) > 1:
             try:
                 save_many([(item.session_id, doc) for item, doc, _ in writes])
-                return
             except Exception:  # nothing written: one by one merges or books each
                 pass
+            else:
+                done.update(item.session_id for item, _, _ in writes)
+                return
         for item, doc, pending in writes:
-            base = _meta(item.meta)[0]
             try:
                 persist.save_merging(
                     self.store,
                     item.session_id,
                     doc,
-                    base,
+                    _meta(item.meta)[0],
                     pending,
                     self.policy.max_summary_chars,
                     lambda: self._count("conflicts_merged"),
                 )
-            except Exception as exc:  # keep it in memory; the store may come back
-                with self.lock:
-                    self._put_back(item, (base, pending))
+            except Exception as exc:  # kept in memory (see _spill); the store may come back
                 self._spill_failed(item.session_id, exc)
+            else:
+                done.add(item.session_id)
 
     @staticmethod
     def _stamped(item: Spilled) -> tuple[Spilled, Document, tuple[Pending, ...]]:
