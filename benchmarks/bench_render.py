@@ -92,7 +92,7 @@ def main() -> None:
             renderer.feed(event)
         renderer.finish(response)
         elapsed = time.perf_counter() - started
-        updates = len(sink.times) - 2  # minus the first display and the final footer
+        updates = len(sink.times) - 2  # minus the first display and the final emptying update
         return {
             "seconds": elapsed,
             "first": sink.times[1] - started if len(sink.times) > 1 else 0.0,

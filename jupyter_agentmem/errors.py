@@ -6,6 +6,7 @@ notebook can catch everything of ours with one ``except`` and nothing else.
 
 from __future__ import annotations
 
+import re
 import traceback
 
 
@@ -28,6 +29,13 @@ class AgentMemError(Exception):
         return text.rstrip("\n").split("\n")
 
 
+class NotLoadedError(AgentMemError):
+    """The extension is not loaded in this kernel (every magic says so the same way)."""
+
+    def __init__(self) -> None:
+        super().__init__("jupyter-agentmem is not loaded: run %load_ext jupyter_agentmem first")
+
+
 class InvalidMessageError(AgentMemError, TypeError):
     """A message is not a JSON-shaped dict with a ``role`` (it could not be persisted)."""
 
@@ -46,3 +54,14 @@ class SessionConflictError(StoreError):
 
 class SummarizerError(AgentMemError):
     """The summarizer failed; the messages it was given were kept, not compacted."""
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][\w+.-]*://[^:/@\s'\"]*:)[^@\s'\"]+@")
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&](?:password|passwd|pwd|token|api_key)=)[^&\s'\"]+")
+
+
+def mask_credentials(text: str) -> str:
+    """``text`` with any password in a URL (``redis://:pw@host``, ``?password=pw``)
+    replaced by ``***``: for every setting display, log line and error message."""
+    text = _URL_PASSWORD.sub(r"\g<head>***@", text)
+    return _QUERY_PASSWORD.sub(r"\g<head>***", text)

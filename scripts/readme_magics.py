@@ -33,7 +33,8 @@ def render() -> str:
 
     blocks = []
     for title, method in (
-        ("%%agent", AgentMagics.agent),
+        ("%%agent", AgentMagics.agent_cell),
+        ("%agent", AgentMagics.agent_line),
         ("%agent_memory", MemoryMagics.agent_memory),
     ):
         doc = (method.__doc__ or "").strip()

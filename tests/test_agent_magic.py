@@ -6,12 +6,13 @@ import json
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from jupyter_agentmem.testing import FakeModelServer
 
-from .kernel import Kernel
+from .kernel import Execution, Kernel
 
 pytestmark = pytest.mark.kernel
 
@@ -66,11 +67,12 @@ def test_answer_streams_and_becomes_the_cell_result(
     finished = run.of_type("execute_result")[0][0]
     assert finished - first_text > 1.0, "the first text should be visible long before the end"
     assert run.result is not None
-    assert run.result["text/markdown"] == text
-    # the live display ends as it began (stable for nbval); the footer is a separate output
+    assert run.result["text/plain"] == text
+    assert run.result["text/markdown"].startswith(text + "\n\n<sub>")
+    assert "session `stream`" in run.result["text/markdown"][len(text) :]  # the footer
+    # the live display ends as it began (empty: stable for nbval)
     displays = run.of_type("display_data")
     assert updates[-1][1]["content"]["data"] == displays[0][1]["content"]["data"]
-    assert "session `stream`" in displays[-1][1]["content"]["data"]["text/plain"]
     assert kernel.value("_ == " + json.dumps(text))
     assert turns(kernel, "stream") == 2
 
@@ -129,7 +131,7 @@ def test_tool_loop_runs_python_and_truncates_results(
     stored = kernel.value("[m['role'] for m in ctx.manager.get_or_create('tools').recent_messages]")
     assert stored == ["user", "assistant", "tool", "tool", "assistant"]
     summary = run.of_type("display_data")[-1][1]["content"]["data"]["text/markdown"]
-    assert "big_table" in summary and "broken" in summary
+    assert "big_table" in summary and "broken" in summary and "session" not in summary
     assert kernel.value("ctx.manager.stats().truncated_chars_saved") > 100_000
 
 
@@ -332,6 +334,48 @@ def test_run_time_settings_survive_reload(kernel: Kernel) -> None:
     kernel.ok("ctx = get_context()")
     assert kernel.value("[ctx.config.max_tool_rounds, ctx.config.tool_max_chars]") == [3, 900]
     kernel.ok("%agent_memory config max_tool_rounds=8 tool_max_chars=2000")
+
+
+def final_outputs(run: Execution) -> list[tuple[str, dict[str, str]]]:
+    """The cell's outputs as a front end shows them once the cell is done: display updates
+    applied in place, in order; (output type, data) of each, empty displays left out.
+    Also checks nbval's view: each display's first version equals its last."""
+    outputs: list[list[Any]] = []  # [type, data, display_id, first data]
+    for _, msg in run.messages:
+        kind, content = msg["msg_type"], msg["content"]
+        display_id = content.get("transient", {}).get("display_id")
+        if kind in ("display_data", "execute_result"):
+            outputs.append([kind, content["data"], display_id, content["data"]])
+        elif kind == "update_display_data":
+            for out in outputs:
+                if out[2] == display_id:
+                    out[1] = content["data"]
+    for kind, data, _, first in outputs:
+        assert data == first, f"nbval would compare a stale first version of {kind}"
+    return [(k, d) for k, d, _, _ in outputs if any(v.strip() for v in d.values())]
+
+
+def test_finished_cell_reads_notice_tools_answer_footer(
+    kernel: Kernel, server: FakeModelServer
+) -> None:
+    kernel.ok(
+        "from jupyter_agentmem import agent_tool\n"
+        "@agent_tool\n"
+        "def forty_two() -> int:\n"
+        "    'The answer.'\n"
+        "    return 42"
+    )
+    server.enqueue_tool_calls([{"name": "forty_two", "arguments": {}}])
+    server.enqueue_text("It is **42**.", chunk_size=3, delay=0.02)
+    run = kernel.ok("%%agent -s layout\nWhat is the answer?")
+    shown = final_outputs(run)
+    assert [kind for kind, _ in shown] == ["display_data", "execute_result"], shown
+    tools, result = shown[0][1]["text/markdown"], shown[1][1]["text/markdown"]
+    assert "forty_two" in tools and "It is" not in tools and "session" not in tools
+    assert result.startswith("It is **42**.")
+    assert result.index("It is **42**.") < result.index("session `layout`")  # footer below
+    assert "tokens" in result.split("It is **42**.")[1] and " s" in result
+    assert not any("*" + m + "*" in json.dumps(shown) for m in ("session layout",))
 
 
 def test_tb_after_a_one_line_error_shows_the_full_traceback(kernel: Kernel) -> None:

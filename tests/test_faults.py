@@ -382,8 +382,8 @@ def test_tool_output_with_undecodable_file_names_is_kept_escaped(tmp_path: Path)
     state = m.get_or_create("a")
     call = {"id": "c1", "type": "function", "function": {"name": "ls", "arguments": "{}"}}
     state.add_message({"role": "assistant", "content": None, "tool_calls": [call]})
-    stored = state.add_tool_result("c1", ["report\udcff.csv"])
-    assert "report" in stored["content"]
+    stored = state.add_tool_result("c1", "report\udcff.csv\nother.csv")
+    assert stored["content"] == "report\\udcff.csv\nother.csv"  # escaped, readable
     m.get_or_create("b")  # evicts a to SQLite
     assert m.get_or_create("a").recent_messages[-1] == stored
 

@@ -16,7 +16,8 @@ from IPython.utils.capture import capture_output
 
 from jupyter_agentmem.agent.settings import AgentMem
 from jupyter_agentmem.notebook import extension
-from jupyter_agentmem.notebook.memory_magics import SUBCOMMANDS, set_config
+from jupyter_agentmem.notebook.memory_commands import set_config
+from jupyter_agentmem.notebook.memory_magics import SUBCOMMANDS
 from jupyter_agentmem.watch import ticker as watch
 
 MiB = 2**20
@@ -139,7 +140,7 @@ def test_show_folds_tool_results_and_escapes(ctx: Any, shell: InteractiveShell) 
         ]
     )
     text, page = run(shell, "show <b>x</b>")
-    assert "session '<b>x</b>' (in memory): 1 turns, 3 messages" in text
+    assert "session '<b>x</b>' (in memory): 1 turn(s), 3 messages" in text
     assert "&lt;b&gt;x&lt;/b&gt;" in page and "<b>x</b>" not in page.replace("<b>session", "")
     assert "<details><summary><b>tool result</b> calc (5,000 chars)</summary>" in page
     assert "what is &lt;2+2&gt;?" in page and "→ calls <code>calc</code>" in page
@@ -179,7 +180,7 @@ def test_evict_and_delete(ctx: Any, shell: InteractiveShell) -> None:
 def test_limits_apply_live(
     ctx: Any, shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("MEM_LIMIT", "")  # so that the value set below is undone
+    monkeypatch.setenv("MEM_LIMIT", "")
     old = ctx.manager.get_or_create("s0")
     text, _ = run(
         shell, "limits --max-sessions 3 --max-memory 256MB --max-recent 4 --mem-limit 30GB"
@@ -193,10 +194,12 @@ def test_limits_apply_live(
     assert manager.get_or_create("fresh").policy.max_recent == 4
     import os
 
-    assert os.environ["MEM_LIMIT"] == str(30 * 10**9)
+    assert os.environ["MEM_LIMIT"] == ""  # the limit goes to the monitor, not the environment
+    assert config.mem_limit == ctx.monitor.mem_limit == 30 * 10**9
     assert "max_sessions         3" in text and "memory_limit_source" in text
-    monkeypatch.setenv("MEM_LIMIT", "1")  # a tiny limit: the monitor sees it at once
-    assert ctx.monitor.check()["limit_source"] == "MEM_LIMIT"
+    run(shell, "limits --mem-limit 1MB")  # a small limit: the monitor sees it at once
+    assert ctx.monitor.check()["limit_bytes"] == 10**6
+    assert ctx.monitor.check()["limit_source"] == "mem_limit"
     text, _ = run(shell, "limits")  # no flags: just show them
     assert "max_recent           4" in text
 

@@ -1,6 +1,8 @@
 """User settings, the Jupyter way: traitlets on one Configurable.
 
 ``c.AgentMem.model = "gpt-4o-mini"`` in ``ipython_config.py``, or at run time
+IPython's own ``%config AgentMem.model = "llama3"`` (the loaded extension registers
+its settings in ``shell.configurables`` and applies changes live) or the short alias
 ``%agent_memory config model=llama3 base_url=http://127.0.0.1:11434/v1``.
 The usual environment variables are honoured when a trait is left empty:
 ``OPENAI_API_KEY``, ``OPENAI_BASE_URL`` and ``AGENTMEM_MODEL``. API keys are
@@ -14,18 +16,34 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from traitlets import Bool, Enum, Float, Int, Unicode, validate
+from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
+from jupyter_agentmem.errors import mask_credentials
 from jupyter_agentmem.memory import defaults
+from jupyter_agentmem.units import MIN_MEMORY_BUDGET_BYTES
 
 MiB = 1024 * 1024
 DEMO_MODEL = "demo"
 DEFAULT_REAL_MODEL = "gpt-4o-mini"
 
 
+class MaskedURL(str):
+    """A URL setting whose ``repr`` hides any password, so every display of the setting
+    (``%config AgentMem.store_url``, ``%config AgentMem``, listings) masks it; the
+    string itself is unchanged, for the code that connects."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return mask_credentials(super().__repr__())
+
+
 class AgentMem(Configurable):
-    """Settings of the jupyter-agentmem extension (``c.AgentMem.<name>``)."""
+    """Settings of the jupyter-agentmem extension (``c.AgentMem.<name>``).
+
+    Validators raise ``TraitError``: within one update (``%config``, ``update_config``)
+    traitlets then rolls every change back, so a bad value changes nothing."""
 
     model = Unicode(
         "",
@@ -107,12 +125,37 @@ class AgentMem(Configurable):
     critical_pct = Float(90.0, help="Memory use (% of the real limit) that triggers eviction.").tag(
         config=True
     )
+    mem_limit = Int(
+        0,
+        help="The kernel's memory limit in bytes for the monitor and guard, like MEM_LIMIT "
+        "(0: the cgroup limit, $MEM_LIMIT or system RAM, whichever is smallest).",
+    ).tag(config=True)
 
     @validate("max_recent", "max_sessions", "max_tool_rounds", "tool_max_chars")
     def _positive(self, proposal: dict[str, Any]) -> int:
         if proposal["value"] < 1:
-            raise ValueError(f"{proposal['trait'].name} must be at least 1")
+            raise TraitError(f"{proposal['trait'].name} must be at least 1")
         return int(proposal["value"])
+
+    @validate("store_url", "base_url")
+    def _masked(self, proposal: dict[str, Any]) -> str:
+        return MaskedURL(proposal["value"])
+
+    @validate("warning_pct", "critical_pct")
+    def _levels(self, proposal: dict[str, Any]) -> float:
+        levels = {"warning_pct": self.warning_pct, "critical_pct": self.critical_pct}
+        levels[proposal["trait"].name] = proposal["value"]
+        warn, crit = levels["warning_pct"], levels["critical_pct"]
+        if not 0 < warn < crit <= 100:
+            raise TraitError(f"need 0 < warning_pct < critical_pct <= 100, got {warn}, {crit}")
+        return float(proposal["value"])
+
+    @validate("max_memory_bytes", "mem_limit")
+    def _sizes(self, proposal: dict[str, Any]) -> int:
+        name, value = proposal["trait"].name, int(proposal["value"])
+        if value < 0 or (value < MIN_MEMORY_BUDGET_BYTES and (name == "max_memory_bytes" or value)):
+            raise TraitError(f"{name} must be at least 64KiB, e.g. 256MB")
+        return value
 
     def endpoint(self) -> Endpoint:
         """Resolve model, base_url and key source from traits and environment."""

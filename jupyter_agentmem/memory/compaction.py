@@ -91,6 +91,25 @@ def open_tool_group(messages: list[Message]) -> int:
     return len(messages)
 
 
+def require_open_call(messages: list[Message], tool_call_id: str) -> None:
+    """Raise unless ``tool_call_id`` is an unanswered call of the last assistant message
+    with ``tool_calls`` (the API rejects a ``tool`` message without its call)."""
+    answered: set[object] = set()
+    for message in reversed(messages):
+        if message.get("role") == "tool":
+            answered.add(message.get("tool_call_id"))
+            continue
+        calls = message.get("tool_calls") or ()
+        if tool_call_id in {c.get("id") for c in calls if isinstance(c, dict)} - answered:
+            return
+        break
+    raise InvalidMessageError(
+        f"no unanswered tool call {tool_call_id!r} precedes this result: add the assistant "
+        "message that requested it first, e.g. add_message({'role': 'assistant', 'content': "
+        "None, 'tool_calls': [{'id': ..., 'type': 'function', 'function': {...}}]})"
+    )
+
+
 def checked_summary(value: object) -> str:
     """A summarizer's result, or :class:`SummarizerError` when it is not storable text
     (a list, bytes, None, a lone surrogate): such a summary would corrupt the session."""

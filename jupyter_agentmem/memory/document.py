@@ -31,7 +31,11 @@ FORMAT_VERSION = 1
 LINEAGE = 8  # write ids kept per document (bounded)
 
 # Current field names, and the names older versions wrote (still read).
-_OLD_NAMES = {"messages_total": "total_turns", "truncated_chars_saved": "truncated_bytes_saved"}
+_OLD_NAMES = {
+    "messages_total": "total_turns",
+    "truncated_chars_saved": "truncated_bytes_saved",
+    "turns": "user_turns",
+}
 
 
 def field(doc: Document, name: str, default: Any = 0) -> Any:
@@ -40,6 +44,11 @@ def field(doc: Document, name: str, default: Any = 0) -> Any:
         return doc[name]
     old = _OLD_NAMES.get(name)
     return doc.get(old, default) if old is not None else default
+
+
+def count_user_turns(messages: list[Message]) -> int:
+    """How many of ``messages`` are the user's (one per question asked)."""
+    return sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "user")
 
 
 def new_write_id() -> str:
@@ -88,9 +97,13 @@ def merge_documents(
     merged = dict(stored)
     merged.pop("total_turns", None)
     merged.pop("truncated_bytes_saved", None)
+    merged.pop("user_turns", None)
     merged["messages"] = list(stored.get("messages", [])) + fresh
     merged["messages_total"] = int(field(stored, "messages_total")) + added
-    merged["turns"] = int(stored.get("turns", 0)) + sum(m.get("role") == "user" for m in fresh)
+    stored_turns = field(stored, "turns", None)
+    if stored_turns is None:  # written before user turns were counted
+        stored_turns = count_user_turns(stored.get("messages", []))
+    merged["turns"] = int(stored_turns) + count_user_turns(fresh)
     merged["last_access"] = max(float(stored.get("last_access", 0)), float(local["last_access"]))
     merged["truncated_chars_saved"] = max(
         int(field(stored, "truncated_chars_saved")), int(field(local, "truncated_chars_saved"))
@@ -137,9 +150,9 @@ def parse_document(data: Document, session_id: str, policy: StatePolicy) -> Pars
     try:
         sizes = array("q", (message_size(m) for m in messages))
         tokens = array("q", policy.count_tokens(messages) or ())
-        turns = data.get("turns")
+        turns = field(data, "turns", None)
         if turns is None:  # written before user turns were counted
-            turns = sum(m.get("role") == "user" for m in messages)
+            turns = count_user_turns(messages)
         created = float(data.get("created_at", time.time()))
         return Parsed(
             messages,

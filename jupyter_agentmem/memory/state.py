@@ -27,11 +27,18 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from jupyter_agentmem.errors import InvalidMessageError, StoreCorruptError, SummarizerError
+from jupyter_agentmem.errors import StoreCorruptError, SummarizerError
 
-from .compaction import Compacting
+from .compaction import Compacting, require_open_call
 from .defaults import SUMMARY_PREFIX
-from .document import FORMAT_VERSION, Document, field, merge_documents, parse_document
+from .document import (
+    FORMAT_VERSION,
+    Document,
+    count_user_turns,
+    field,
+    merge_documents,
+    parse_document,
+)
 from .owner import StateOwner, check_session_id
 from .policy import DEFAULT_POLICY, StatePolicy
 from .sizing import escape_surrogates, message_size, text_size
@@ -166,6 +173,11 @@ class ConversationState(Compacting):
         return self.messages_total
 
     @property
+    def user_turns(self) -> int:
+        """Another name of :attr:`turns` (user messages)."""
+        return self.turns
+
+    @property
     def truncated_bytes_saved(self) -> int:
         """Deprecated name of :attr:`truncated_chars_saved` (it always counted chars)."""
         return self.truncated_chars_saved
@@ -281,10 +293,10 @@ class ConversationState(Compacting):
         UTF-8) is kept with each lone surrogate escaped as ``\\udcff``. Returns the
         stored message. The call must come first (the API rejects a ``tool``
         message without it): raises :class:`InvalidMessageError` unless
-        ``tool_call_id`` is an unanswered call of the last assistant message with
-        ``tool_calls``.
+        ``tool_call_id`` is an unanswered call of the last assistant message.
         """
-        self._require_open_call(tool_call_id)
+        with self._loaded() as messages:
+            require_open_call(messages, tool_call_id)
         result = self.policy.get_truncator().truncate_ex(output)
         text = escape_surrogates(result.text)
         message: Message = {"role": "tool", "tool_call_id": tool_call_id, "content": text}
@@ -293,23 +305,6 @@ class ConversationState(Compacting):
         self.add_message(message)
         self.record_truncation(result.saved_chars)
         return message
-
-    def _require_open_call(self, tool_call_id: str) -> None:
-        with self._loaded() as messages:
-            answered: set[object] = set()
-            for message in reversed(messages):
-                if message.get("role") == "tool":
-                    answered.add(message.get("tool_call_id"))
-                    continue
-                calls = message.get("tool_calls") or ()
-                if tool_call_id in {c.get("id") for c in calls if isinstance(c, dict)} - answered:
-                    return
-                break
-        raise InvalidMessageError(
-            f"no unanswered tool call {tool_call_id!r} precedes this result: add the assistant "
-            "message that requested it first, e.g. add_message({'role': 'assistant', 'content': "
-            "None, 'tool_calls': [{'id': ..., 'type': 'function', 'function': {...}}]})"
-        )
 
     @property
     def recent_messages(self) -> list[Message]:
@@ -390,7 +385,7 @@ class ConversationState(Compacting):
         extra = self.messages_total - since
         newer = messages[len(messages) - extra :] if extra > 0 else []
         total = int(field(saved, "messages_total"))
-        users = sum(m.get("role") == "user" for m in newer)
+        users = count_user_turns(newer)
         self.load_document(
             dict(
                 saved,

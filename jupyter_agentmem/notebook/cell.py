@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_agentmem.agent.chat import DEMO_NOTICE, ModelError
 
-from .render import AgentAnswer, CellRenderer
+from .render import AgentAnswer, CellRenderer, code_blocks
+
+NO_CODE = "-f code: the answer has no code block (```), so no cell was inserted"
 
 if TYPE_CHECKING:
     from .context import KernelContext
@@ -66,11 +68,28 @@ def run_agent_cell(
             renderer.feed(event)
     except KeyboardInterrupt:
         events.close()  # commits the partial turn if the interrupt hit outside the stream
-        renderer.stopped(response, "⏹ interrupted")
+        renderer.stopped(response, "interrupted")
         raise
     except ModelError:
         if renderer.text or renderer.tool_count:
             renderer.stopped(response, "✗ failed, nothing stored")
         raise
-    renderer.finish(response)
-    return AgentAnswer("".join(response._chunks), "text" if output_format == "text" else "markdown")
+    footer = renderer.finish(response)
+    if not in_kernel:  # a terminal shows text only: the footer line, then Out[n]
+        from IPython.display import display
+
+        display({"text/plain": footer}, raw=True)
+    render_as = "text" if output_format == "text" else "markdown"
+    return AgentAnswer("".join(response._chunks), render_as, footer if in_kernel else "")
+
+
+def insert_code(shell: Any, answer: str) -> None:
+    """``-f code``: put the answer's fenced code in a new cell below; an answer without a
+    code block inserts nothing and says so in one line."""
+    from IPython.display import display
+
+    code = code_blocks(answer)
+    if not code:
+        display({"text/plain": NO_CODE}, raw=True)
+    elif shell is not None:
+        shell.set_next_input(code, replace=False)

@@ -12,7 +12,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from jupyter_agentmem.agent.settings import AgentMem
-from jupyter_agentmem.errors import AgentMemError
+from jupyter_agentmem.errors import NotLoadedError
 
 from .context import KernelContext
 
@@ -25,13 +25,6 @@ __all__ = ["KernelContext", "NotLoadedError", "get_context", "get_manager", "loa
 
 _CONTEXT: KernelContext | None = None
 _CONTEXT_LOCK = threading.Lock()
-
-
-class NotLoadedError(AgentMemError):
-    """The extension is not loaded in this kernel."""
-
-    def __init__(self) -> None:
-        super().__init__("jupyter-agentmem is not loaded: run %load_ext jupyter_agentmem first")
 
 
 def get_context() -> KernelContext:
@@ -60,6 +53,9 @@ def load(shell: InteractiveShell | None, config: AgentMem | None = None) -> Kern
             config = AgentMem(config=shell.config if shell is not None else None)
         context = KernelContext(shell, config)
         _CONTEXT = context
+    from .live_settings import bind_settings
+
+    bind_settings(context)  # %config AgentMem... and %agent_memory config apply live
     if shell is not None:
         register_magics(shell, context)
         if config.memory_guard:
@@ -71,12 +67,11 @@ def load(shell: InteractiveShell | None, config: AgentMem | None = None) -> Kern
 
 
 def register_magics(shell: InteractiveShell, context: KernelContext) -> None:
-    """Register ``%%agent`` and ``%agent_memory`` on ``shell`` for ``context``."""
-    from .magics import AgentMagics
-    from .memory_magics import register
+    """Register ``%agent``/``%%agent`` and ``%agent_memory`` on ``shell`` for ``context``."""
+    from . import magics, memory_magics
 
-    shell.register_magics(AgentMagics(shell, context))
-    register(shell, context)
+    magics.register(shell, context)
+    memory_magics.register(shell, context)
 
 
 def unload() -> None:

@@ -3,11 +3,13 @@
 Why this shape: the streamed answer is one display updated in place
 (``display_id``), coalesced in time *and* bytes so a long answer never trips
 jupyter_server's IOPub rate limits (each update re-sends the whole text, so the
-interval grows with the text: bytes/s stay under ``bytes_per_second``). When the
-answer is complete, the live display goes back to its first, stable content and
-the answer becomes the cell's result (``Out[n]``, held by ``_``). nbval only
-sees the first version of an updated display, so this is what makes a notebook
-regression test compare the real answer rather than a placeholder.
+interval grows with the text: bytes/s stay under ``bytes_per_second``). The live
+display starts empty and is emptied again when the answer is complete; the tool
+calls are then shown once, and the answer becomes the cell's result (``Out[n]``,
+held by ``_``) with the footer below it. The finished cell reads top to bottom:
+notice, tool calls, answer, footer. nbval only sees the first version of an
+updated display, so an empty first and last version, and the answer as the
+result, make a notebook regression test compare the real answer.
 """
 
 from __future__ import annotations
@@ -26,29 +28,40 @@ from jupyter_agentmem.units import human_bytes
 Bundle = dict[str, str]
 _FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.S)
 MAX_TOOL_LINES = 20
+EMPTY: Bundle = {"text/markdown": "", "text/plain": ""}  # the live display, first and last
 
 
 class AgentAnswer(str):
-    """The final answer: a ``str`` (usable in code) that renders as Markdown."""
+    """The final answer: a ``str`` (usable in code) that renders as Markdown (or as
+    preformatted text), with the turn's ``footer`` under it in a notebook."""
 
     render_as: str = "markdown"
+    footer: str = ""
 
-    def __new__(cls, text: str, render_as: str = "markdown") -> AgentAnswer:
+    def __new__(cls, text: str, render_as: str = "markdown", footer: str = "") -> AgentAnswer:
         answer = super().__new__(cls, text)
         answer.render_as = render_as
+        answer.footer = footer
         return answer
 
+    def _footer_html(self) -> str:
+        return f"\n\n<sub>{self.footer}</sub>" if self.footer else ""
+
     def _repr_markdown_(self) -> str | None:
-        return str(self) if self.render_as == "markdown" else None
+        return str(self) + self._footer_html() if self.render_as == "markdown" else None
+
+    def _repr_html_(self) -> str | None:
+        if self.render_as == "markdown":
+            return None
+        return f"<pre>{html.escape(str(self))}</pre>{self._footer_html()}"
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(str(self))  # the text itself, not a quoted repr
 
 
 def code_blocks(text: str) -> str:
-    """The fenced code of an answer (all blocks joined), or the whole text if none."""
-    blocks = _FENCE.findall(text)
-    return "\n\n".join(b.strip("\n") for b in blocks) if blocks else text.strip()
+    """The fenced code of an answer (all blocks joined); empty if it has none."""
+    return "\n\n".join(b.strip("\n") for b in _FENCE.findall(text)).strip("\n")
 
 
 def footer(response: Response) -> str:
@@ -61,20 +74,22 @@ def footer(response: Response) -> str:
     if response.done:
         parts.append(f"session memory {human_bytes(response.session_bytes)}")
     if response.interrupted:
-        parts.append("⏹ interrupted (partial answer stored)")
+        parts.append("interrupted (partial answer stored)")
     return " · ".join(parts)
 
 
 def tool_line(result: ToolResult) -> str:
-    """One compact line per tool call with a collapsed preview of the stored result."""
+    """One compact line per tool call with a collapsed preview of the stored result.
+
+    Only characters every default font has (no emoji: Debian's Chromium shows 🔧 as a box)."""
     args = result.call.arguments
     args = args if len(args) <= 80 else args[:77] + "…"
-    status = "⚠️ " + result.error if result.error else f"{len(result.content):,} chars"
+    status = "error: " + result.error if result.error else f"{len(result.content):,} chars"
     if result.saved_chars:
         status += f", {result.saved_chars:,} cut"
     preview = html.escape(result.content[:300] + ("…" if len(result.content) > 300 else ""))
     return (
-        f"<details><summary>🔧 <code>{html.escape(result.call.name)}"
+        f"<details><summary>tool <code>{html.escape(result.call.name)}"
         f"({html.escape(args)})</code> → {html.escape(status)}</summary>"
         f"<pre>{preview}</pre></details>"
     )
@@ -119,11 +134,8 @@ class CellRenderer:
         self._next = 0.0
         self._display_id: str | None = None
         if live:
-            handle = self._display(self._header_bundle(), raw=True, display_id=True)
+            handle = self._display(EMPTY, raw=True, display_id=True)
             self._display_id = getattr(handle, "display_id", None)
-
-    def _header_bundle(self) -> Bundle:
-        return {"text/markdown": f"*{self.header}*", "text/plain": self.header}
 
     def _tools_markdown(self) -> str:
         hidden = self.tool_count - len(self.tools)
@@ -168,13 +180,16 @@ class CellRenderer:
         size = sum(len(v) for v in bundle.values())
         self._next = now + max(self.interval, size / self.bytes_per_second)
 
-    def finish(self, response: Response) -> None:
-        """Answer complete: the live display returns to its stable header; tool calls and
-        the footer are shown once as a new output (the answer itself is the cell result)."""
-        self._push(self._header_bundle())
+    def finish(self, response: Response) -> str:
+        """Answer complete: the live display is emptied again (as it began) and the tool
+        calls are shown once as a new output. Returns the footer, which the caller puts
+        under the answer (the cell's result, the last output)."""
+        self._push(EMPTY)
         tools = self._tools_markdown()
-        summary = "\n\n".join(p for p in (tools, f"<sub>{footer(response)}</sub>") if p)
-        self._display({"text/markdown": summary, "text/plain": footer(response)}, raw=True)
+        if tools:
+            plain = f"{self.tool_count} tool call(s)"
+            self._display({"text/markdown": tools, "text/plain": plain}, raw=True)
+        return footer(response)
 
     def stopped(self, response: Response, reason: str) -> None:
         """Interrupted or failed: keep the partial answer visible with the reason."""

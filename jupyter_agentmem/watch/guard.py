@@ -8,8 +8,8 @@ background thread, such as the monitor's status changes) queues a message in
 :class:`Notices`, which shows it from ``post_run_cell`` in the kernel thread.
 
 The limit is re-read on every check (``MemoryMonitor`` does it), so setting
-``os.environ["MEM_LIMIT"]`` or ``%agent_memory limits --mem-limit`` takes effect
-at the next check, with or without a dashboard open.
+``MEM_LIMIT`` or the ``mem_limit`` setting (``%agent_memory limits --mem-limit``)
+takes effect at the next check, with or without a dashboard open.
 """
 
 from __future__ import annotations

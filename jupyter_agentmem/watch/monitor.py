@@ -40,7 +40,7 @@ class MemorySnapshot(TypedDict):
     pss_bytes: int | None  # only with detailed=True (and not on macOS)
     uss_bytes: int | None
     limit_bytes: int
-    limit_source: str  # "cgroup" | "MEM_LIMIT" | "system"
+    limit_source: str  # "cgroup" | "MEM_LIMIT" | "mem_limit" | "system"
     limit_detail: str
     usage_pct: float
     status: str  # "ok" | "warning" | "critical"
@@ -85,7 +85,7 @@ class MemoryLimit:
     """The memory the kernel may really use, and where that number came from."""
 
     bytes: int
-    source: str  # "cgroup" | "MEM_LIMIT" | "system"
+    source: str  # "cgroup" | "MEM_LIMIT" | "mem_limit" | "system"
     detail: str  # the file read, the env var's text, or the psutil call
 
 
@@ -147,6 +147,7 @@ def read_memory_limit(
     proc_root: str = "/proc",
     *,
     total_memory: int | None = None,
+    mem_limit: int = 0,
 ) -> MemoryLimit:
     """The smallest of the cgroup limit, ``MEM_LIMIT`` and system RAM.
 
@@ -155,6 +156,7 @@ def read_memory_limit(
     ``MEM_LIMIT``, system.  Unreadable sources fall through quietly; a garbled
     ``MEM_LIMIT`` is logged once per distinct value.  ``environ`` defaults to the
     live ``os.environ``; ``total_memory`` (bytes of RAM) to psutil's reading.
+    ``mem_limit`` (bytes, ``AgentMem.mem_limit``), when positive, replaces ``MEM_LIMIT``.
     """
     env = os.environ if environ is None else environ
     total = int(psutil.virtual_memory().total) if total_memory is None else total_memory
@@ -163,7 +165,9 @@ def read_memory_limit(
     if cgroup is not None:
         candidates.append(cgroup)
     raw = env.get("MEM_LIMIT", "").strip()
-    if raw:
+    if mem_limit > 0:
+        candidates.append(MemoryLimit(mem_limit, "mem_limit", f"AgentMem.mem_limit={mem_limit}"))
+    elif raw:
         try:
             value = parse_size(raw)
         except ValueError as exc:
@@ -227,6 +231,7 @@ class MemoryMonitor:
         self._status = "ok"
         self._leak = False
         self._last: Snapshot | None = None
+        self.mem_limit = 0  # bytes; > 0 replaces MEM_LIMIT (set live from AgentMem.mem_limit)
 
     def _proc(self) -> psutil.Process:
         """This process, re-resolved after a fork so a child never reports its parent."""
@@ -283,7 +288,11 @@ class MemoryMonitor:
         rss = int(self._rss_reader()) if self._rss_reader else int(self._proc().memory_info().rss)
         pss, uss = self._detailed() if detailed else (None, None)
         limit = read_memory_limit(
-            self._environ, self._cgroup_root, self._proc_root, total_memory=self._total_memory
+            self._environ,
+            self._cgroup_root,
+            self._proc_root,
+            total_memory=self._total_memory,
+            mem_limit=self.mem_limit,
         )
         sessions = self._sessions()
         pct = 100.0 * rss / limit.bytes
