@@ -224,7 +224,10 @@ def test_agent_answer_streams_into_the_cell(lab: str, tmp_path: Path) -> None:
             result.wait_for(timeout=10_000)
             assert "north" in result.inner_text()  # the tool's rows reached the answer
             answer = result.inner_text()  # the footer sits under the answer, in the result
-            assert answer.index("north") < answer.index("session browser")
+            # The footer, rendered from Markdown (the session name's backticks became <code>).
+            footer = re.search(r"session browser · [\d,]+ → [\d,]+ tokens", answer)
+            assert footer and answer.index("north") < footer.start(), answer
+            assert result.locator("sub code", has_text="browser").count() == 1
         finally:
             browser.close()
 

@@ -107,8 +107,20 @@ def test_stats_table_and_output_variable(ctx: Any, shell: InteractiveShell) -> N
     assert data["sessions"]["sessions_in_memory"] == 5
     assert data["memory"]["rss_bytes"] > 0 and data["memory"]["limit_source"]
     assert re.search(r"sessions\.sessions_in_memory +5\n", text) and "<table" in page
-    assert re.search(r"guard +memory guard: (on, every 2 s|not running)", text)
+    # load() starts the guard (memory_guard=True by default), every guard_interval = 2 s.
+    assert re.search(r"guard +memory guard: on, every 2 s\n", text), text
     assert "watch" in text
+
+
+def test_stats_says_when_the_guard_is_off() -> None:
+    extension.unload()
+    shell = InteractiveShell.instance()
+    extension.load(shell, AgentMem(store_url="memory://", memory_guard=False))
+    try:
+        text, _ = run(shell, "stats")
+    finally:
+        extension.unload()
+    assert re.search(r"guard +memory guard: not running ", text), text
 
 
 def test_sessions_lists_a_bounded_page(ctx: Any, shell: InteractiveShell) -> None:

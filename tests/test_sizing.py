@@ -8,6 +8,7 @@ import tracemalloc
 
 import pytest
 
+from benchmarks.bench_engine import heap_per_session
 from jupyter_agentmem import ConversationState, ExtractiveSummarizer
 from jupyter_agentmem.errors import InvalidMessageError
 from jupyter_agentmem.memory.sizing import json_size, message_size
@@ -20,8 +21,29 @@ def _fresh(messages: list[dict[str, object]]) -> list[dict[str, object]]:
     return json.loads(json.dumps(messages))  # type: ignore[no-any-return]
 
 
+@pytest.mark.parametrize("turns", [1, 10])
+def test_estimate_is_within_5_percent_of_tracemalloc_on_the_benchmark_workload(
+    turns: int,
+) -> None:
+    """The README's figure, on the README's workload.
+
+    Same code as ``python -m benchmarks.bench_engine``: sessions of the benchmark turn
+    (4 tool calls, ~11 KB JSON results truncated on the way in) in a SessionManager
+    with its defaults. Measured here: +3.3 % to +3.8 % with 20 sessions of 1 to 100
+    turns, -1.3 % to +0.1 % with 5 (the manager's own overhead weighs more); 5
+    sessions keep this test at seconds (20 x 50 turns take minutes under
+    tracemalloc). 10 turns are past the first compaction: the steady state.
+    """
+    real, estimate = heap_per_session("engine", 5, turns)
+    assert abs(estimate - real) / real < 0.05, (estimate, real)
+
+
 @pytest.mark.parametrize("turns", [1, 50])
-def test_estimate_is_within_25_percent_of_tracemalloc(turns: int) -> None:
+def test_estimate_of_small_sessions_is_within_20_percent(turns: int) -> None:
+    """Bare states of a few KiB: per-object overhead the estimate leaves out weighs more.
+
+    Measured here: -5 % to -16 % (the estimate is low). Documented in benchmarks/README.md.
+    """
     batches = [_fresh(turn_messages(t, tool_output="x" * 2000)) for t in range(turns)]
     gc.collect()
     tracemalloc.start()
@@ -38,7 +60,7 @@ def test_estimate_is_within_25_percent_of_tracemalloc(turns: int) -> None:
     finally:
         tracemalloc.stop()
     estimate = sum(s.memory_estimate_bytes for s in states)
-    assert abs(estimate - real) / real < 0.25, (estimate, real)
+    assert abs(estimate - real) / real < 0.20, (estimate, real)
 
 
 def test_json_size_counts_nested_structures() -> None:

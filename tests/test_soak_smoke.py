@@ -19,6 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.soak
 @pytest.mark.timeout(150)
 def test_soak_smoke_rss_stays_flat() -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
