@@ -211,7 +211,10 @@ class SessionManager(Evictions, Tiering):
 
     def __contains__(self, session_id: object) -> bool:
         with self.lock:
-            if session_id in self._live or (self._tier is not None and session_id in self._tier):
+            tier = self._tier
+            if session_id in self._live or (tier is not None and session_id in tier):
+                return True
+            if session_id in self._spilling:  # being written from the tier right now
                 return True
         try:
             sid = check_session_id(session_id)
@@ -378,8 +381,9 @@ class SessionManager(Evictions, Tiering):
             return [s.info().as_dict() for s in self._live.top(n)]
 
     def list_sessions(self) -> list[dict[str, Any]]:
-        """Every session, live ones first (``SessionInfo`` fields), then those only in
-        the store (``session_id`` and ``in_memory``)."""
+        """Every session, live ones first (``SessionInfo`` fields), then those in the
+        compressed tier (``in_tier``), then those only in the store (``session_id``
+        and ``in_memory``)."""
         with self.lock:
             live = [s.info().as_dict() for s in reversed(self._live.states.values())]
             seen = set(self._live.states)

@@ -60,6 +60,9 @@ class ManagerStats:
         return dataclasses.asdict(self)
 
 
+#: The compressed tier's fields: views leave them out when the tier is off.
+TIER_FIELDS = ("tier_restores", "sessions_in_tier", "tier_bytes", "max_tier_bytes")
+
 #: The counters a manager keeps (ManagerStats fields that are plain running totals).
 COUNTERS = (
     "evictions",
