@@ -8,12 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
+from hypothesis.stateful import invariant, rule
 
 from jupyter_agentmem import SessionManager
 from jupyter_agentmem.errors import StoreError
 from jupyter_agentmem.stores import MemoryStore, SQLiteStore
 from jupyter_agentmem.watch.snapshot import session_totals, totals_rows
 
+from .test_sessions import ManagerMachine
 from .workload import turn_messages
 
 
@@ -199,3 +202,37 @@ def test_ctrl_c_after_a_spill_landed_keeps_the_session_and_duplicates_nothing() 
     assert manager.stats().conflicts_merged == 0
     assert manager.get_or_create("a").get_context() == expected
     assert len(store.load("a")["messages"]) == len(expected) - 1  # no duplicated turn
+
+
+class TieredMachine(ManagerMachine):
+    """The manager's random-operation machine with a small tier: evictions go there
+    first and spill to the store; budgets hold, the tier stays within its own
+    budget, and nothing is ever lost."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.manager = SessionManager(
+            max_sessions=4,
+            max_memory_bytes=96 * 1024,
+            store=MemoryStore(),
+            max_recent=6,
+            tier_bytes=1500,  # a few entries: evictions spill to the store often
+        )
+
+    @rule()
+    def evict_idle_into_the_tier(self) -> None:
+        self.manager.evict_idle(0.0)
+
+    @rule()
+    def flush(self) -> None:
+        self.manager.flush()
+
+    @invariant()
+    def tier_within_budget(self) -> None:
+        stats = self.manager.stats()
+        assert stats.tier_bytes <= stats.max_tier_bytes
+        assert stats.persist_failures == 0
+
+
+TestTieredMachine = TieredMachine.TestCase
+TestTieredMachine.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
