@@ -85,10 +85,16 @@ PERSIST_SESSIONS = {"agentmem-sqlite": 200, "article": 50, "sdk-sqlite-file": 20
 CONTEXT_ONLY = {"sdk-sqlite-mem+trimmer": "sdk-sqlite-mem"}
 
 
-def child(kind: str, **args: Any) -> dict[str, Any]:
-    """Run one measurement in a fresh interpreter and return its JSON result."""
+def child(kind: str, tree: str = "", **args: Any) -> dict[str, Any]:
+    """Run one measurement in a fresh interpreter and return its JSON result; ``tree``:
+    import jupyter_agentmem from that checkout instead (a baseline in the same run)."""
     command = [sys.executable, "-m", "benchmarks.compare", "--child", kind, json.dumps(args)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    env, cwd = None, None
+    if tree:  # ``-m`` puts the working directory first on sys.path: run from the tree
+        cwd = os.path.abspath(tree)
+        path = [cwd, *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env, cwd=cwd)
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
         return {"error": " | ".join(tail) or f"exit {done.returncode}"}
@@ -252,6 +258,42 @@ def _key(task: tuple[str, dict[str, Any]]) -> tuple[Any, ...]:
     return (kind, args["name"], args["sessions"]) if kind == "rss" else (kind, args["name"])
 
 
+def speed_only(args: argparse.Namespace) -> int:
+    """The whole-turn throughput table alone (a few minutes, not the full comparison):
+    each peer in turn, ours (and the baseline checkout) timed again between the peers,
+    so that load from other jobs hits every row alike; best of each."""
+    s = QUICK if args.quick else Settings()
+    names, missing = available(args.peers.split(",") if args.peers else list(PEERS))
+    names = [n for n in names if n not in CONTEXT_ONLY]
+    size = {"sessions": s.speed_sessions, "turns": s.speed_turns, "repeats": s.repeats}
+    speed: dict[str, Any] = {}
+
+    def keep(key: str, result: dict[str, Any]) -> None:
+        old = speed.get(key, {}).get("messages_per_s", 0)
+        if "error" in result or result["messages_per_s"] >= old:
+            speed[key] = result
+
+    for name in names:
+        for ours in ("agentmem", name) if name != "agentmem" else ("agentmem",):
+            keep(ours, child("speed", name=ours, **size))
+            if args.baseline_tree and ours == "agentmem":
+                base = child("speed", tree=args.baseline_tree, name="agentmem", **size)
+                if "error" not in base:
+                    base["label"] = f"jupyter-agentmem at {args.baseline_tree} (before)"
+                keep("baseline", base)
+    print(f"# Whole-turn throughput — {time.strftime('%Y-%m-%d')}")
+    print(
+        f"_{platform.platform()}, Python {platform.python_version()}, {os.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / GiB:.0f} GiB RAM; {s.speed_sessions} sessions x "
+        f"{s.speed_turns} turns, best of {s.repeats} per run; unavailable: {missing or 'none'}_\n"
+    )
+    print(report.speed_section(speed))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(speed, out, indent=1, default=str)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="50 turns, small counts")
@@ -259,11 +301,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="memory runs in parallel")
     parser.add_argument("--json", help="also write the raw results to this file")
     parser.add_argument("--plot", default="docs/heap_per_session.png", help="'' to skip")
+    parser.add_argument(
+        "--only", choices=["speed"], help="run only this table (e.g. the whole-turn throughput)"
+    )
+    parser.add_argument(
+        "--baseline-tree",
+        metavar="PATH",
+        help="with --only speed: also time our engine from this checkout (before/after)",
+    )
     parser.add_argument("--child", nargs=2, metavar=("KIND", "ARGS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         run_child(*args.child)
         return 0
+    if args.only == "speed":
+        return speed_only(args)
     settings = QUICK if args.quick else Settings()
     names = args.peers.split(",") if args.peers else list(PEERS)
     names, missing = available(names)

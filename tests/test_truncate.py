@@ -244,7 +244,11 @@ def test_100mb_json_str_is_fast_and_valid() -> None:
     assert len(result.text) <= 2000
     loaded = strict_loads(result.text)
     assert loaded[0] == {"id": 12345, "name": "abcdef", "values": [1, 2, 3], "ok": True}
-    assert loaded[-1].endswith(f"input cut at 128,000 of {len(big):,} chars)")
+    # the parser stops after max_chars / 2 values (more can never be shown), here
+    # ~1,000 rows into the 128,000-char window, and says where
+    at = loaded[-1].partition("input cut at ")[2].partition(" of ")[0]
+    assert 50_000 < int(at.replace(",", "")) <= 128_000
+    assert loaded[-1].endswith(f" of {len(big):,} chars)")
     assert result.original_chars == len(big) and result.truncated and result.is_json
 
 
@@ -298,7 +302,9 @@ def test_prefix_parser_closes_open_containers_and_cuts_strings() -> None:
     got = strict_loads(ToolOutputTruncator(max_chars=300, parse_limit=1000).truncate(nested))
     inner = got["outer"]["inner"]
     assert inner[:5] == [0, 1, 2, 3, 4] and inner[-1].endswith("; input cut)")
-    assert got["..."] == f"more keys; input cut at 1,000 of {len(nested):,} chars"
+    # 166 values (max_chars / 2 + 16) are all 300 chars could ever show: reading stops there
+    assert got["..."] == f"more keys; input cut at 726 of {len(nested):,} chars"
+    assert nested[:726].endswith(", 162, ")  # the 167th value (163) is not read
 
 
 @pytest.mark.parametrize("cut_at", range(990, 1010))
