@@ -456,11 +456,14 @@ def test_two_managers_continuing_one_session_lose_no_turn(server: RedisServer, p
     managers[0].get_or_create("shared").add_message({"role": "user", "content": "start"})
     managers[0].flush()
     turns = 25
+    # Both add before either saves, so every round's second save conflicts (not left to timing).
+    barrier = threading.Barrier(2, timeout=30)
 
     def writer(index: int) -> None:
         mgr = managers[index]
         for i in range(turns):
             mgr.get_or_create("shared").add_message({"role": "user", "content": f"m{index}-{i}"})
+            barrier.wait()
             mgr.flush()
 
     threads = [threading.Thread(target=writer, args=(i,)) for i in range(2)]
