@@ -239,15 +239,15 @@ TestTieredMachine.settings = settings(max_examples=60, stateful_step_count=30, d
 
 
 def test_get_many_restores_a_batch_with_one_store_read(tmp_path: Path) -> None:
-    class CountingSQLite(SQLiteStore):
-        reads: list[str] = []
+    reads: list[str] = []
 
+    class CountingSQLite(SQLiteStore):
         def load(self, session_id: str) -> dict[str, Any] | None:
-            self.reads.append("load")
+            reads.append("load")
             return super().load(session_id)
 
         def load_many(self, session_ids: Any) -> dict[str, dict[str, Any]]:
-            self.reads.append("load_many")
+            reads.append("load_many")
             return super().load_many(session_ids)
 
     path = tmp_path / "s.sqlite3"
@@ -259,10 +259,10 @@ def test_get_many_restores_a_batch_with_one_store_read(tmp_path: Path) -> None:
     fill(manager, "live")
     manager.evict_idle(0.0)  # "live" goes to the tier
     fill(manager, "live2")
-    store.reads.clear()
+    reads.clear()
     ids = ["s3", "live", "new", "s3", "live2", *expected]
     states = manager.get_many(ids)
-    assert store.reads == ["load_many"]  # one read for every session not in memory
+    assert reads == ["load_many"]  # one read for every session not in memory
     assert [s.session_id for s in states] == ids and states[0] is states[3]
     assert states[2].get_context() == []
     for state in states[5:]:
