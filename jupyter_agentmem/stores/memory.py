@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterable
 
 from jupyter_agentmem.errors import SessionConflictError, StoreError
 
@@ -68,6 +69,15 @@ class MemoryStore:
         with self._lock:
             return list(self._logs.get(session_id, ()))
 
+    def read_logs(self, session_ids: Iterable[str]) -> dict[str, list[LogEntry]]:
+        """``read_log`` of many sessions (those with entries), for parity with the others."""
+        with self._lock:
+            return {
+                sid: list(self._logs[sid])
+                for sid in dict.fromkeys(session_ids)
+                if sid in self._logs
+            }
+
     def load(self, session_id: str) -> SessionData | None:
         with self._lock:
             text = self._docs.get(session_id)
@@ -78,6 +88,15 @@ class MemoryStore:
         data: SessionData = json.loads(text)
         data["revision"] = revision  # the stored revision is authoritative
         return data
+
+    def load_many(self, session_ids: Iterable[str]) -> dict[str, SessionData]:
+        """The documents of the ids that exist (same contract as the SQLite and Redis stores)."""
+        found = {}
+        for session_id in dict.fromkeys(session_ids):
+            data = self.load(session_id)
+            if data is not None:
+                found[session_id] = data
+        return found
 
     def delete(self, session_id: str) -> bool:
         with self._lock:
