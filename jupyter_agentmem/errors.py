@@ -73,3 +73,11 @@ def mask_credentials(text: str) -> str:
     replaced by ``***``: for every setting display, log line and error message."""
     text = _URL_PASSWORD.sub(r"\g<head>***@", text)
     return _QUERY_PASSWORD.sub(r"\g<head>***", text)
+
+
+class ServeError(AgentMemError):
+    """The HTTP server cannot start as configured; the message says what to change."""
+
+
+class TokensFileError(ServeError):
+    """A tokens file line is not ``TOKEN TENANT`` (or a token repeats)."""
