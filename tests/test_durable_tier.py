@@ -188,3 +188,17 @@ def test_flush_of_ids_writes_those_held_in_the_tier(tmp_path: Path) -> None:
     assert m.store.read_log("a") == []  # type: ignore[attr-defined]
     assert contents(m, "a") == ["a-q1"]
     m.close()
+
+
+def test_the_server_takes_tier_bytes_and_durable_turns_from_the_settings(tmp_path: Path) -> None:
+    from jupyter_agentmem.agent.settings import AgentMem
+    from jupyter_agentmem.serve.app import default_agent
+
+    url = f"sqlite:///{tmp_path / 's.sqlite3'}"
+    agent = default_agent(AgentMem(tier_bytes=1 << 20), store_url=url)
+    assert agent.manager.stats().max_tier_bytes == 1 << 20
+    assert agent.manager.journal is not None  # SQLite outlives the process: logged
+    agent.manager.close()
+    agent = default_agent(AgentMem(durable_turns=False), store_url=url)
+    assert agent.manager.journal is None and agent.manager.stats().max_tier_bytes == 0
+    agent.manager.close()
