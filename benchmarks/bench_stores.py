@@ -8,10 +8,16 @@ on a free port and stops it afterwards)::
 
 What is measured, in this run, for both stores:
 
-* the raw store: ``save`` and ``load`` of one 50-turn session document (ops/s);
+* the raw store: ``save`` and ``load`` of one 50-turn session document (ops/s),
+  and the batched paths ``save_many`` / ``load_many`` 100 sessions a call;
 * eviction + restore through ``SessionManager(max_sessions=100)`` cycling over
-  2,000 sessions: every ``get_or_create`` restores one session and evicts the
-  least recently used one (sessions/s);
+  2,000 sessions (best of 3 passes): every ``get_or_create`` restores one
+  session; evictions leave one store write each (the old path,
+  ``evict_batch = 0``), or batched (``save_many``, up to ``evict_batch``
+  sessions a write), or into a compressed tier that holds every idle session
+  (``tier_bytes``; the store is then only read on the first pass); and 100
+  sessions at a time through ``manager.get_many`` (one ``load_many`` and one
+  batched eviction per 100);
 * restore latency of ``get_or_create`` on an evicted session, p50/p99 (ms),
   with room in the manager so no eviction is timed with it;
 * space per persisted session: Redis ``INFO memory`` ``used_memory`` delta per
@@ -90,14 +96,43 @@ def measure(
     for sid in ids:
         store.load(sid)
     result["load_per_s"] = rate(sessions, time.perf_counter() - start)
-
-    manager = SessionManager(store=store, max_sessions=100, max_memory_bytes=4 * GiB)
-    for sid in ids:  # warm-up pass: fills the manager, every later access evicts one
-        manager.get_or_create(sid)
+    batch = 100  # the batched paths: one transaction / one script run, one query / pipeline
+    again = [dict(d, revision=2) for d in docs]
     start = time.perf_counter()
-    for sid in ids:  # each access restores one session and evicts the LRU one
-        manager.get_or_create(sid)
-    result["cycle_per_s"] = rate(sessions, time.perf_counter() - start)
+    for first in range(0, sessions, batch):
+        store.save_many((d["session_id"], d) for d in again[first : first + batch])  # type: ignore[attr-defined]
+    result["save_many_per_s"] = rate(sessions, time.perf_counter() - start)
+    start = time.perf_counter()
+    for first in range(0, sessions, batch):
+        found = store.load_many(ids[first : first + batch])  # type: ignore[attr-defined]
+        assert len(found) == len(ids[first : first + batch])
+    result["load_many_per_s"] = rate(sessions, time.perf_counter() - start)
+
+    batch = SessionManager.evict_batch
+    configs = (("cycle_single_per_s", 0, 0), ("cycle_tier_per_s", batch, 64 << 20))
+    for key, evict_batch, tier_bytes in (*configs, ("cycle_per_s", batch, 0)):
+        manager = SessionManager(
+            store=store, max_sessions=100, max_memory_bytes=4 * GiB, tier_bytes=tier_bytes
+        )
+        manager.evict_batch = evict_batch  # 0: one store write per eviction (the old path)
+        for sid in ids:  # warm-up pass: fills the manager, every later access evicts
+            manager.get_or_create(sid)
+        best = 0.0
+        for _ in range(3):  # best of 3 passes: the box is shared
+            start = time.perf_counter()
+            for sid in ids:  # each access restores one session; evictions leave in batches
+                manager.get_or_create(sid)
+            best = max(best, rate(sessions, time.perf_counter() - start))
+        result[key] = best
+        if key != "cycle_per_s":
+            manager.flush()  # the next manager starts from the same store
+    best = 0.0
+    for _ in range(3):  # a hub waking 100 sessions at a time: one load_many, one save_many
+        start = time.perf_counter()
+        for first in range(0, sessions, 100):
+            manager.get_many(ids[first : first + 100])
+        best = max(best, rate(sessions, time.perf_counter() - start))
+    result["get_many_per_s"] = best
     latencies = []
     for i in range(samples):
         manager.evict(manager.live_ids()[0])  # make room: only the restore is timed
@@ -167,7 +202,12 @@ def main() -> None:
     rows = [
         ("store.save (sessions/s)", "save_per_s", "{:,.0f}"),
         ("store.load (sessions/s)", "load_per_s", "{:,.0f}"),
-        ("evict+restore via manager (sessions/s)", "cycle_per_s", "{:,.0f}"),
+        ("store.save_many, 100 a batch (sessions/s)", "save_many_per_s", "{:,.0f}"),
+        ("store.load_many, 100 a batch (sessions/s)", "load_many_per_s", "{:,.0f}"),
+        ("evict+restore via manager, 1 write each (/s)", "cycle_single_per_s", "{:,.0f}"),
+        ("evict+restore via manager, batched (/s)", "cycle_per_s", "{:,.0f}"),
+        ("  the same with a 64 MiB compressed tier (/s)", "cycle_tier_per_s", "{:,.0f}"),
+        ("  100 at a time through get_many (/s)", "get_many_per_s", "{:,.0f}"),
         ("restore latency p50 (ms)", "p50_ms", "{:.2f}"),
         ("restore latency p99 (ms)", "p99_ms", "{:.2f}"),
     ]

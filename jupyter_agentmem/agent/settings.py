@@ -98,6 +98,11 @@ class AgentMem(Configurable):
     idle_timeout = Float(
         None, allow_none=True, help="Evict sessions idle for this many seconds (None: never)."
     ).tag(config=True)
+    tier_bytes = Int(
+        0,
+        help="Bytes of evicted sessions kept zlib-compressed in memory before the store "
+        "(0: off). Pays with many idle sessions in one process (a server, a hub).",
+    ).tag(config=True)
     store_url = Unicode(
         "",
         help="Where evicted sessions go: sqlite:///path, redis://host:port/db, memory://. "

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from jupyter_agentmem.errors import SessionConflictError, StoreCorruptError, StoreError
 from jupyter_agentmem.stores.base import SessionStore
@@ -26,6 +27,7 @@ from .journal import Journal
 from .persist import Pending
 from .policy import StatePolicy
 from .state import ConversationState
+from .tier import CompressedTier
 
 log = logging.getLogger("jupyter_agentmem.memory.manager")
 
@@ -65,6 +67,16 @@ class Evictions:
     _closed: bool
     journal: Journal | None
     _writer: str | None
+    _tier: CompressedTier | None
+    _spilling: set[str]
+
+    if TYPE_CHECKING:  # provided by Tiering
+
+        def _evict_to_tier(self, force: Iterable[str] = ()) -> list[ConversationState]: ...
+
+    #: Extra sessions evicted, at most, with one over the count budget, so they
+    #: leave in one store write (0: one write per eviction, the old behaviour).
+    evict_batch = 32
 
     def count(self, counter: str, amount: int = 1) -> None:
         with self.lock:
@@ -74,7 +86,11 @@ class Evictions:
     def enforce_budget(self) -> None:
         """Apply the count, byte and idle budgets now (runs after every operation)."""
         if not self._closed and self._over_budget():
-            self._evict_now()
+            if self._tier is not None:
+                with self._io_lock:
+                    self._evict_to_tier()
+            else:
+                self._evict_now()
 
     settle = enforce_budget  # StateOwner: a public operation of a state finished
 
@@ -113,9 +129,36 @@ class Evictions:
         main lock), so each snapshot carries the revision of the previous save."""
         with self._io_lock:
             batch = self._select_victims(force)
-            for item in batch:
-                self._write(item)
+            self._write_all(batch)
             return batch
+
+    def _write_all(self, batch: list[_Write]) -> int:
+        """One ``save_many`` for the whole batch (one SQLite transaction, one Redis
+        script run) when the store has it; if it fails (all or nothing), each save
+        runs on its own, which merges conflicts and books failures per session.
+        Returns how many were saved."""
+        save_many = getattr(self.store, "save_many", None)
+        if save_many is None or len(batch) < 2 or not self.evict_batch:
+            return sum(self._write(item) for item in batch)
+        with self.lock:
+            self._saving += len(batch)
+        try:
+            if self.journal is not None:  # logged entries land before the saves covering them
+                self.journal.sync(self.journal.window)
+            save_many([(item.state.session_id, item.doc) for item in batch])
+        except Exception:  # nothing was written: the one-by-one path sorts it out
+            with self.lock:
+                self._saving -= len(batch)
+            return sum(self._write(item) for item in batch)
+        except BaseException:  # Ctrl-C: the sessions stay live, their write ids pending
+            with self.lock:
+                self._saving -= len(batch)
+            raise
+        with self.lock:
+            self._saving -= len(batch)
+            for item in batch:
+                self._written(item, item.doc)
+        return len(batch)
 
     def _select_victims(self, force: Iterable[str]) -> list[_Write]:
         """Forced, idle, then LRU sessions until the budgets hold; the session in use
@@ -123,11 +166,19 @@ class Evictions:
         with self.lock:
             if time.time() < self._store_down_until:
                 return []
-            budget = Budget(self.max_sessions, self.max_memory_bytes, self.idle_timeout)
+            budget = Budget(self._low_water(), self.max_memory_bytes, self.idle_timeout)
             chosen, nbytes = self._live.victims(force, budget)
             if len(self._live) - len(chosen) == 1 and nbytes > self.max_memory_bytes:
                 self._warn_oversized()
             return [self._snapshot(state, evict=True) for state in chosen]
+
+    def _low_water(self) -> int:
+        """Sessions to keep when the count budget is passed: a little under it, so
+        evictions leave in batches (one store write for many) instead of one per
+        restore. ``max_sessions // 16``, at most ``evict_batch`` (none under 16)."""
+        if len(self._live) <= self.max_sessions:
+            return self.max_sessions
+        return self.max_sessions - min(self.evict_batch, self.max_sessions // 16)
 
     def _snapshot(self, state: ConversationState, evict: bool) -> _Write:
         """The document to save, stamped with a new write id (lock held)."""

@@ -341,14 +341,47 @@ def load_with_log(store: SessionStore, sid: str) -> SessionData | None:
         doc, count = replay(sid, store.load(sid), entries)
         if doc is None or not count:
             return doc
-        doc["revision"] = int(doc.get("revision", 0)) + 1
-        try:
-            store.save(sid, doc)
-        except SessionConflictError:
-            continue
-        except StoreError as exc:  # keep going from memory; the log stays as it is
-            log.warning("session %r: could not save the replayed turn log (%s)", sid, exc)
-            doc["revision"] -= 1
-        return doc
+        if _save_replayed(store, sid, doc):
+            return doc
     doc, _ = replay(sid, store.load(sid), store.read_log(sid))  # busy: use it unsaved
     return doc
+
+
+def load_many_with_log(store: SessionStore, ids: Iterable[str]) -> dict[str, SessionData]:
+    """:func:`load_with_log` for many ids (those that exist): every log read before
+    the documents (one ``read_logs`` and one ``load_many`` when the store has them)."""
+    wanted = list(dict.fromkeys(ids))
+    load_many = getattr(store, "load_many", None)
+    if not wanted:
+        return {}
+    if load_many is None:
+        return {sid: d for sid in wanted if (d := load_with_log(store, sid)) is not None}
+    if not isinstance(store, LogStore):
+        found: dict[str, SessionData] = load_many(wanted)
+        return found
+    read_logs = getattr(store, "read_logs", None)
+    logs = read_logs(wanted) if read_logs else {sid: store.read_log(sid) for sid in wanted}
+    docs = load_many(wanted)
+    result: dict[str, SessionData] = {}
+    for sid in wanted:
+        doc, count = replay(sid, docs.get(sid), logs.get(sid, []))
+        if doc is not None and count and not _save_replayed(store, sid, doc):
+            doc = load_with_log(store, sid)  # another kernel saved meanwhile: start again
+        if doc is not None:
+            result[sid] = doc
+    return result
+
+
+def _save_replayed(store: SessionStore, sid: str, doc: SessionData) -> bool:
+    """Save a replayed document whole (compacting its log); False on a revision conflict.
+    A store error keeps the document unsaved (from memory; the log stays as it is)."""
+    doc["revision"] = int(doc.get("revision", 0)) + 1
+    try:
+        store.save(sid, doc)
+    except SessionConflictError:
+        doc["revision"] -= 1
+        return False
+    except StoreError as exc:
+        log.warning("session %r: could not save the replayed turn log (%s)", sid, exc)
+        doc["revision"] -= 1
+    return True

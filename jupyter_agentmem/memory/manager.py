@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from jupyter_agentmem.errors import StoreCorruptError, StoreError
@@ -36,17 +36,20 @@ from jupyter_agentmem.stores.base import SessionStore
 from . import defaults, persist
 from .books import LiveSessions
 from .document import Document
+from .durable import TurnLog
 from .eviction import Evictions
-from .journal import Journal, load_with_log, supports_log
+from .journal import load_with_log
 from .owner import check_session_id
 from .state import ConversationState, StatePolicy
 from .stats import COUNTERS, ManagerStats, SessionInfo
 from .summarize import ExtractiveSummarizer, Summarizer
+from .tier import CompressedTier
+from .tiering import Tiering
 
 log = logging.getLogger(__name__)
 
 
-class SessionManager(Evictions):
+class SessionManager(Evictions, Tiering, TurnLog):
     """LRU + idle eviction of ConversationStates to a store, under count and byte budgets.
 
     ``store=None`` uses the default SQLite file in the Jupyter data directory;
@@ -57,6 +60,8 @@ class SessionManager(Evictions):
     every message to the store's turn log in the background (``journal.py``), so a
     kernel killed with SIGKILL loses no finished turn; ``None`` (default) turns it
     on for stores that outlive the process (SQLite, Redis), not for ``MemoryStore``.
+    ``tier_bytes > 0`` keeps evicted sessions compressed in memory up to that many
+    bytes before the store (``memory/tiering.py``): for many idle sessions.
     With ``create_offline`` (servers), a session first used while the store is
     unreachable starts empty in memory instead of failing; its first save merges
     with any stored copy.
@@ -76,6 +81,7 @@ class SessionManager(Evictions):
         policy: StatePolicy | None = None,
         retry_after: float = defaults.RETRY_AFTER,
         durable_turns: bool | None = None,
+        tier_bytes: int = 0,
         create_offline: bool = False,
     ) -> None:
         if max_sessions < 1:
@@ -84,6 +90,8 @@ class SessionManager(Evictions):
             raise ValueError(
                 f"max_memory_bytes must be at least {defaults.MIN_MEMORY_BYTES // 1024} KiB"
             )
+        if tier_bytes < 0:
+            raise ValueError("tier_bytes must be >= 0 bytes (0: no compressed tier)")
         if idle_timeout is not None and idle_timeout <= 0:
             raise ValueError("idle_timeout must be positive seconds, or None to disable it")
         if store is None:
@@ -118,56 +126,17 @@ class SessionManager(Evictions):
         self._store_down_until = 0.0
         self.last_store_error: str | None = None
         self._closed = False
+        self._tier = CompressedTier(tier_bytes) if tier_bytes > 0 else None
+        self._spilling: set[str] = set()
         self.durable_turns = durable_turns
         self._writer: str | None = None  # this manager's name in turn logs, once it had one
         self.journal = self._journal_for(store)
 
     # ------------------------------------------------- StateOwner (state.py)
+    # committed(): durable.py
     def resized(self, state: ConversationState, delta: int) -> None:
         """A state changed size (lock held): O(1) total update and LRU touch."""
         self._live.resized(state, delta)
-
-    def committed(self, state: ConversationState, messages: Sequence[dict[str, Any]]) -> None:
-        """Messages were appended (lock held): queue them for the turn log."""
-        if self.journal is not None:
-            self.journal.record(state, list(messages))
-        elif self._writer is not None:  # logging off for now: keep numbering them
-            marks = state.log_marks
-            marks[self._writer] = marks.get(self._writer, 0) + len(messages)
-
-    # ------------------------------------------------------------- turn log
-    def _journal_for(self, store: SessionStore) -> Journal | None:
-        durable = self.durable_turns
-        if durable is None:
-            durable = bool(getattr(store, "persistent", True))
-        if not (durable and supports_log(store)):
-            return None
-        journal = Journal(store, self, writer=self._writer)
-        self._writer = journal.writer
-        return journal
-
-    def set_durable_turns(self, durable: bool | None) -> None:
-        """Turn the turn log on (``True``; ``None``: if the store outlives the process) or
-        off (``False``, for throw-away work: only evictions and flushes save).
-
-        Switching it on saves live sessions whole first, so that every message added
-        since a session's last save is numbered (the merge of concurrent kernels
-        relies on it); switched off, messages are still numbered, not logged."""
-        old = self.journal
-        with self.lock:
-            self.durable_turns, self.journal = durable, None
-        if old is not None:
-            old.close()  # drains what is queued
-        elif self._writer is None:
-            self.flush()
-        journal = self._journal_for(self.store)
-        with self.lock:
-            self.journal = journal
-
-    def sync_log(self, timeout: float | None = 0.2) -> bool:
-        """Wait until every message added so far is in the store's turn log."""
-        journal = self.journal
-        return journal is None or journal.sync(timeout)
 
     def restore(self, state: ConversationState) -> None:
         """A hollow state is being used: bring its content back (called without the lock)."""
@@ -211,6 +180,9 @@ class SessionManager(Evictions):
         """Load from the store outside the lock, then attach (unless someone was faster).
         A delete that ran meanwhile makes it load again, so a delete always wins."""
         self._check_open()
+        state = self._tier_lookup(sid)
+        if state is not None:
+            return state
         for _ in range(5):
             deletions = self._deletions
             try:
@@ -254,7 +226,10 @@ class SessionManager(Evictions):
 
     def __contains__(self, session_id: object) -> bool:
         with self.lock:
-            if session_id in self._live:
+            tier = self._tier
+            if session_id in self._live or (tier is not None and session_id in tier):
+                return True
+            if session_id in self._spilling:  # being written from the tier right now
                 return True
         try:
             sid = check_session_id(session_id)
@@ -278,6 +253,9 @@ class SessionManager(Evictions):
         with self.lock:
             horizon = time.time() - limit
             idle = [sid for sid, st in self._live.states.items() if st.last_access <= horizon]
+        if self._tier is not None:
+            with self._io_lock:
+                return sum(not s.is_loaded for s in self._evict_to_tier(force=idle))
         batch = self._evict_now(force=idle)
         return sum(1 for item in batch if not item.state.is_loaded)
 
@@ -297,22 +275,28 @@ class SessionManager(Evictions):
         with self._io_lock:  # waits for an eviction writing this session
             with self.lock:
                 state = self._live.remove(session_id)
+                tiered = self._tier is not None and self._tier.discard(session_id)
                 held = state or self._known.get(session_id)
                 self._known.pop(session_id, None)
                 if held is not None:
                     held.detach()
                 self._deletions += 1
             removed = self.store.delete(session_id)
-        return removed or state is not None
+        return removed or state is not None or tiered
 
     def flush(self, ids: Iterable[str] | None = None) -> int:
-        """Persist every live session (or those of ``ids``) without evicting it."""
+        """Persist every live session (or those of ``ids``) without evicting it, and every
+        session of the compressed tier (or those of ``ids``; they leave the tier)."""
         with self._io_lock:
+            wanted = None if ids is None else list(ids)
+            drained = self._drain_tier(wanted)
             with self.lock:
                 live = self._live.states
-                chosen = live.values() if ids is None else (live.get(i) for i in ids)
+                chosen = live.values() if wanted is None else (live.get(i) for i in wanted)
                 items = [self._snapshot(s, evict=False) for s in chosen if s is not None]
-            return sum(self._write(item) for item in items)
+            return drained + sum(
+                self._write_all(items[i : i + 256]) for i in range(0, len(items), 256)
+            )
 
     def refresh(self, session_id: str) -> bool:
         """Drop a live copy that another process has superseded; True if it did.
@@ -375,6 +359,7 @@ class SessionManager(Evictions):
         if store is self.store:
             return 0
         with self._io_lock:
+            self._drain_tier()  # into the old store, then migrated with the rest
             old = self.store
             copied = 0
             if migrate:
@@ -424,6 +409,7 @@ class SessionManager(Evictions):
         with self.lock:
             counters = dict(self._counters)
             live, saving, nbytes = len(self._live), self._saving, self._live.nbytes
+            tier = self._tier.stats() if self._tier is not None else None
             error = self.last_store_error
         persisted: int | None = None
         if time.time() >= self._store_down_until:  # do not wait on a store known to be down
@@ -440,6 +426,9 @@ class SessionManager(Evictions):
             max_sessions=self.max_sessions,
             last_store_error=error,
             sessions_persisted=persisted,
+            sessions_in_tier=tier["sessions"] if tier else 0,
+            tier_bytes=tier["bytes"] if tier else 0,
+            max_tier_bytes=tier["max_bytes"] if tier else 0,
             **counters,
         )
 
@@ -453,17 +442,21 @@ class SessionManager(Evictions):
             return [s.info().as_dict() for s in self._live.top(n)]
 
     def list_sessions(self) -> list[dict[str, Any]]:
-        """Every session, live ones first (``SessionInfo`` fields), then those only in
-        the store (``session_id`` and ``in_memory``)."""
+        """Every session, live ones first (``SessionInfo`` fields), then those in the
+        compressed tier (``in_tier``), then those only in the store (``session_id``
+        and ``in_memory``)."""
         with self.lock:
             live = [s.info().as_dict() for s in reversed(self._live.states.values())]
             seen = set(self._live.states)
+            tiered = self._tier.ids() if self._tier is not None else []
+        held = [{"session_id": sid, "in_memory": False, "in_tier": True} for sid in tiered]
+        seen.update(tiered)
         stored = [
             {"session_id": sid, "in_memory": False}
             for sid in self.store.list_ids()
             if sid not in seen
         ]
-        return live + stored
+        return live + held + stored
 
     def live_ids(self) -> list[str]:
         """Ids of the sessions in memory, least recently used first."""

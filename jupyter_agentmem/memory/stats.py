@@ -50,11 +50,18 @@ class ManagerStats:
     oversized_sessions: int  #: times one session alone was over the byte budget
     last_store_error: str | None
     sessions_persisted: int | None
+    tier_restores: int = 0  #: restores served by the compressed tier (counted in restores too)
+    sessions_in_tier: int = 0  #: evicted sessions held compressed in memory
+    tier_bytes: int = 0  #: bytes of the compressed tier
+    max_tier_bytes: int = 0  #: its budget (0: no tier)
 
     def as_dict(self) -> dict[str, Any]:
         """A plain dict (for JSON output and the dashboard's snapshot)."""
         return dataclasses.asdict(self)
 
+
+#: The compressed tier's fields: views leave them out when the tier is off.
+TIER_FIELDS = ("tier_restores", "sessions_in_tier", "tier_bytes", "max_tier_bytes")
 
 #: The counters a manager keeps (ManagerStats fields that are plain running totals).
 COUNTERS = (
@@ -65,6 +72,7 @@ COUNTERS = (
     "persist_failures",
     "conflicts_merged",
     "oversized_sessions",
+    "tier_restores",
 )
 
 T = TypeVar("T")

@@ -52,6 +52,7 @@ class KernelContext:
             max_recent_bytes=config.max_recent_bytes,
             max_summary_chars=config.max_summary_chars,
             durable_turns=None if config.durable_turns else False,
+            tier_bytes=config.tier_bytes,
         )
         self.add_closer("session manager", self.manager.close)
         self.monitor: MemoryMonitor = MemoryMonitor(

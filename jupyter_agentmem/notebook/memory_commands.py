@@ -16,6 +16,7 @@ from traitlets import TraitError
 from traitlets.config import Config
 
 from jupyter_agentmem.errors import mask_credentials
+from jupyter_agentmem.memory.stats import TIER_FIELDS
 
 from .live_settings import SettingError, bind_settings
 
@@ -34,10 +35,14 @@ def stats(context: KernelContext) -> dict[str, Any]:
 
     from . import namespace as ns
 
+    totals = context.manager.stats().as_dict()
+    if not totals["max_tier_bytes"]:  # no compressed tier: its fields would only say 0
+        for key in TIER_FIELDS:
+            del totals[key]
     return {
         "memory": context.monitor.check(),
         "namespace": ns.current(context.shell),
-        "sessions": context.manager.stats().as_dict(),
+        "sessions": totals,
         "guard": describe_guard(context),
         "watch": get_watcher(context) is not None,
     }

@@ -56,6 +56,8 @@ def default_agent(config: AgentMem | None = None, store_url: str | None = None) 
         max_recent=config.max_recent,
         max_recent_bytes=config.max_recent_bytes,
         max_summary_chars=config.max_summary_chars,
+        durable_turns=None if config.durable_turns else False,
+        tier_bytes=config.tier_bytes,
     )
     return Agent(manager, config)
 

@@ -24,6 +24,8 @@ already contains; saving it drops those entries from the log (compaction), and a
 restore appends only the entries above the marks (``memory/journal.py``), so
 an entry is never applied twice, even if it reached the log after the document.
 Sessions that only have log entries (never saved whole) are listed and loadable.
+A store may also offer ``read_logs(ids) -> {id: entries}`` (SQLite, Redis and
+MemoryStore do): the logs of many sessions at once, for ``get_many``.
 """
 
 from __future__ import annotations

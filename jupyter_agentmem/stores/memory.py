@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterable
 
 from jupyter_agentmem.errors import SessionConflictError, StoreError
 
@@ -73,6 +74,15 @@ class MemoryStore:
         with self._lock:
             return self._revisions.get(session_id) if session_id in self._docs else None
 
+    def read_logs(self, session_ids: Iterable[str]) -> dict[str, list[LogEntry]]:
+        """``read_log`` of many sessions (those with entries), for parity with the others."""
+        with self._lock:
+            return {
+                sid: list(self._logs[sid])
+                for sid in dict.fromkeys(session_ids)
+                if sid in self._logs
+            }
+
     def load(self, session_id: str) -> SessionData | None:
         with self._lock:
             text = self._docs.get(session_id)
@@ -83,6 +93,15 @@ class MemoryStore:
         data: SessionData = json.loads(text)
         data["revision"] = revision  # the stored revision is authoritative
         return data
+
+    def load_many(self, session_ids: Iterable[str]) -> dict[str, SessionData]:
+        """The documents of the ids that exist (same contract as the SQLite and Redis stores)."""
+        found = {}
+        for session_id in dict.fromkeys(session_ids):
+            data = self.load(session_id)
+            if data is not None:
+                found[session_id] = data
+        return found
 
     def delete(self, session_id: str) -> bool:
         with self._lock:

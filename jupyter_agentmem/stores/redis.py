@@ -357,6 +357,23 @@ class RedisStore:
     def read_log(self, session_id: str) -> list[LogEntry]:
         with self._io("reading the turn log", session_id):
             raw: list[Any] = self._client.lrange(self._log_key(session_id), 0, -1)
+        return self._log_entries(session_id, raw)
+
+    def read_logs(self, session_ids: Iterable[str]) -> dict[str, list[LogEntry]]:
+        """``read_log`` of many sessions (those with entries) in one pipelined round trip."""
+        wanted = list(dict.fromkeys(session_ids))
+        with self._io("reading the turn log"):
+            pipe = self._client.pipeline(transaction=False)
+            for session_id in wanted:
+                pipe.lrange(self._log_key(session_id), 0, -1)
+            replies: list[Any] = pipe.execute()
+        return {
+            sid: self._log_entries(sid, raw)
+            for sid, raw in zip(wanted, replies, strict=True)
+            if raw
+        }
+
+    def _log_entries(self, session_id: str, raw: list[Any]) -> list[LogEntry]:
         entries: list[LogEntry] = []
         for line in raw:
             try:
@@ -395,6 +412,36 @@ class RedisStore:
             return int(rev)
         except ValueError as exc:
             raise self._foreign(session_id, f"a damaged revision ({rev!r})") from exc
+
+    def load_many(self, session_ids: Iterable[str]) -> dict[str, SessionData]:
+        """The documents of the ids that exist, in one pipelined round trip (no
+        transaction: each read is atomic on its own, like ``load``)."""
+        wanted = list(dict.fromkeys(session_ids))
+        if not wanted:
+            return {}
+        if self.cluster:  # a Cluster pipeline cannot run scripts: one load each
+            loaded = {sid: self.load(sid) for sid in wanted}
+            return {sid: doc for sid, doc in loaded.items() if doc is not None}
+        with self._io("loading sessions"):
+            pipe = self._client.pipeline(transaction=False)
+            for session_id in wanted:
+                key = self.doc_key(session_id)
+                if self._ttl_ms:
+                    args: list[bytes | int] = [_id_bytes(session_id), self._ttl_ms]
+                    self._load_script(keys=[key, self._index], args=args, client=pipe)
+                else:
+                    pipe.hmget(key, ["rev", "data"])
+            replies = pipe.execute(raise_on_error=False)
+        found: dict[str, SessionData] = {}
+        for session_id, reply in zip(wanted, replies, strict=True):
+            if isinstance(reply, ResponseError) and "WRONGTYPE" in str(reply):
+                raise self._foreign(session_id) from reply
+            if isinstance(reply, Exception):
+                raise StoreError(f"Redis at {self.url} refused loading sessions: {reply}")
+            rev, blob = reply[0], reply[1]  # the TTL script also returns the expiry
+            if blob is not None:
+                found[session_id] = self._decode(session_id, rev, blob)
+        return found
 
     def delete(self, session_id: str) -> bool:
         ident = _id_bytes(session_id)

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from jupyter_agentmem.errors import (
     SessionConflictError,
@@ -37,6 +38,7 @@ from jupyter_agentmem.errors import (
 from .base import LogEntry, SessionData
 
 APPLICATION_ID = 0x41474D45  # "AGME": marks the file as ours in its SQLite header
+_LOAD_CHUNK = 500  # ids per query in load_many (well under SQLite's bound-parameter limit)
 _PERM, _BUSY, _READONLY, _FULL, _CANTOPEN = 3, 5, 8, 13, 14  # SQLite primary result codes
 _LOG_ONLY = "SELECT {} FROM journal WHERE session_id NOT IN (SELECT id FROM sessions)"
 
@@ -307,6 +309,49 @@ class SQLiteStore:
         if not isinstance(data, dict):
             raise StoreCorruptError(f"session {session_id!r} in {self.path} is not a document")
         data["revision"] = row[1]  # the stored revision is authoritative
+        return data
+
+    def load_many(self, session_ids: Iterable[str]) -> dict[str, SessionData]:
+        """The documents of the ids that exist, read in chunks of one query each
+        (a batched restore pays one round of SQLite calls per chunk, not per session)."""
+        query = "SELECT id, data, revision FROM sessions WHERE id IN ({})"
+        rows = self._select_in(query, session_ids, "reading sessions")
+        return {sid: self._decode(sid, text, revision) for sid, text, revision in rows}
+
+    def read_logs(self, session_ids: Iterable[str]) -> dict[str, list[LogEntry]]:
+        """``read_log`` of many sessions (those with entries), one query per chunk of ids."""
+        query = "SELECT session_id, writer, seq, message FROM journal WHERE session_id IN ({})"
+        logs: dict[str, list[LogEntry]] = {}
+        for sid, writer, seq, message in self._select_in(
+            query + " ORDER BY id", session_ids, "reading the turn log"
+        ):
+            logs.setdefault(sid, []).append((str(writer), int(seq), str(message)))
+        return logs
+
+    def _select_in(self, query: str, session_ids: Iterable[str], doing: str) -> list[Any]:
+        wanted = list(dict.fromkeys(session_ids))
+        rows: list[Any] = []
+        with self._lock:
+            db = self._check()
+            try:
+                for start in range(0, len(wanted), _LOAD_CHUNK):
+                    chunk = wanted[start : start + _LOAD_CHUNK]
+                    rows += db.execute(query.format(",".join("?" * len(chunk))), chunk).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise explain(exc, self.path, doing) from exc
+        return rows
+
+    def _decode(self, session_id: str, text: str, revision: int) -> SessionData:
+        try:
+            data = json.loads(text)
+        except (TypeError, ValueError) as exc:
+            raise StoreCorruptError(
+                f"session {session_id!r} in {self.path} is damaged (not JSON: {exc}); "
+                "other sessions are unaffected"
+            ) from exc
+        if not isinstance(data, dict):
+            raise StoreCorruptError(f"session {session_id!r} in {self.path} is not a document")
+        data["revision"] = revision  # the stored revision is authoritative
         return data
 
     def delete(self, session_id: str) -> bool:

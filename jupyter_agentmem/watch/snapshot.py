@@ -40,6 +40,9 @@ class SessionTotals(TypedDict):
     restores: int
     truncated_chars_saved: int
     last_store_error: str | None
+    sessions_in_tier: int
+    tier_bytes: int
+    max_tier_bytes: int  # 0: no compressed tier
 
 
 class SessionRow(TypedDict):
@@ -77,6 +80,9 @@ def session_totals(stats: ManagerStats) -> SessionTotals:
         "restores": stats.restores,
         "truncated_chars_saved": stats.truncated_chars_saved,
         "last_store_error": stats.last_store_error,
+        "sessions_in_tier": stats.sessions_in_tier,
+        "tier_bytes": stats.tier_bytes,
+        "max_tier_bytes": stats.max_tier_bytes,
     }
 
 
@@ -180,11 +186,23 @@ def memory_line(mem: MemorySnapshot) -> str:
 def totals_rows(ses: SessionTotals) -> list[tuple[str, str]]:
     """The manager's counters as (name, value) pairs."""
     persisted = ses["sessions_persisted"]
+    tier = (
+        [
+            (
+                "compressed tier",
+                f"{ses['sessions_in_tier']:,} sessions, {human_bytes(ses['tier_bytes'])} of "
+                f"{human_bytes(ses['max_tier_bytes'])}",
+            )
+        ]
+        if ses.get("max_tier_bytes")
+        else []
+    )
     return [
         (
             "sessions in memory",
             f"{ses['sessions_in_memory']:,} of max {ses['max_sessions']:,}",
         ),
+        *tier,
         ("sessions persisted", "n/a" if persisted is None else f"{persisted:,}"),
         (
             "estimated bytes",
