@@ -52,6 +52,7 @@ __all__ = ["ToolOutputTruncator", "TruncationResult"]
 
 _CLOSERS = {"[": "]", "{": "}", '"': '"'}
 _DEPTH_CAP = 100  # far below the recursion limit, whatever max_depth says
+_JUMPS = 4  # attempts that jump to the rows the prefix sums say fit, then halving
 _REFINE = 3  # attempts spent growing the limits back after the first fit
 _BOM = "\ufeff"
 _Parsed = tuple[object, str, frozenset[int]]
@@ -275,7 +276,7 @@ class ToolOutputTruncator:
                     writer.parts.clear()  # only its sizes are still needed
             return tried[lim]
 
-        scales, failed, dim = [1.0, 1.0], 0.0, 0
+        scales, failed, dim, jumps = [1.0, 1.0], 0.0, 0, 0
         while not (best := attempt(scales)).fits:
             box_min = scales[0] * max(self.max_items, self.max_keys) <= 1
             text_min = scales[1] * self._string0 <= 8
@@ -287,7 +288,16 @@ class ToolOutputTruncator:
                 break
             dim = 1 if (long_text or box_min) and not text_min else 0
             failed = scales[dim]
-            scales[dim] /= 2
+            rows = best.rows_to_try() if dim == 0 and jumps < _JUMPS else 0
+            if 0 < rows < best.lim.items:  # straight to the rows the prefix sums allow
+                scales[0], jumps = rows / self.max_items, jumps + 1
+            else:
+                scales[dim] /= 2
+        if jumps and dim == 0 and best.fits:  # a jump is a guess: does one more row fit?
+            trial = [(best.lim.items + 1) / self.max_items, scales[1]]
+            if not (writer := attempt(trial)).fits:
+                return best  # usually cheap: the rows' prefix sums refuse it at once
+            scales, best = trial, writer
         for _ in range(_REFINE if failed and best.fits else 0):
             span, trial = failed - scales[dim], list(scales)
             guess = scales[dim] * self.max_chars / max(best.size, 1)  # size ~ proportional
