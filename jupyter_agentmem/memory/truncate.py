@@ -24,6 +24,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from .truncate_fast import UNSURE
+from .truncate_fast import loads as fast_loads
 from .truncate_json import (
     JSON_START,
     MISSING,
@@ -55,7 +57,7 @@ _DEPTH_CAP = 100  # far below the recursion limit, whatever max_depth says
 _JUMPS = 4  # attempts that jump to the rows the prefix sums say fit, then halving
 _REFINE = 3  # attempts spent growing the limits back after the first fit
 _BOM = "\ufeff"
-_Parsed = tuple[object, str, frozenset[int]]
+_Parsed = tuple[object, str, frozenset[int], bool]  # value, note, open ids, orjson read it
 
 
 @dataclass(slots=True, frozen=True)
@@ -174,7 +176,8 @@ class ToolOutputTruncator:
         i = skip_ws(s)
         if i < len(s) and s[i] in JSON_START:
             try:
-                decode_strict(s)
+                if fast_loads(s) is UNSURE:  # orjson refuses NaN / Infinity: ask json
+                    decode_strict(s)
                 return TruncationResult(s, total, False, True)
             except (NotStrict, ValueError, RecursionError):
                 if (result := self._from_json(s, s, total, unit, True)) is not None:
@@ -188,8 +191,10 @@ class ToolOutputTruncator:
         parsed = self._parse(head, tail, total, unit, whole)
         if parsed is None:
             return None
-        value, note, open_ids = parsed
-        writer = None if value is MISSING else self._render(value, note, open_ids, plain=True)
+        value, note, open_ids, fast = parsed
+        writer = (
+            None if value is MISSING else self._render(value, note, open_ids, plain=True, fast=fast)
+        )
         text = "".join(writer.parts) if writer else self._fallback("JSON", f"{total:,} {unit}")
         return TruncationResult(text, total, writer is None or writer.cut or bool(note), True)
 
@@ -200,8 +205,10 @@ class ToolOutputTruncator:
         if i == len(head) or head[i] not in JSON_START:
             return None
         if whole:
+            if (value := fast_loads(head)) is not UNSURE:
+                return value, "", frozenset(), True
             try:
-                return decode(head), "", frozenset()
+                return decode(head), "", frozenset(), False
             except RecursionError:
                 total, unit = len(head), "chars"
             except ValueError:
@@ -220,8 +227,8 @@ class ToolOutputTruncator:
         elif truncated:
             at = self._window
         else:
-            return value, "", open_ids
-        return value, f"input cut at {at:,} of {total:,} {unit}", open_ids
+            return value, "", open_ids, False
+        return value, f"input cut at {at:,} of {total:,} {unit}", open_ids, False
 
     def _from_object(self, obj: object) -> TruncationResult:
         writer = self._render(obj, "", frozenset())
@@ -236,7 +243,12 @@ class ToolOutputTruncator:
         return TruncationResult(text, max(guess, len(text)), True, True)
 
     def _render(
-        self, value: object, note: str, open_ids: frozenset[int], plain: bool = False
+        self,
+        value: object,
+        note: str,
+        open_ids: frozenset[int],
+        plain: bool = False,
+        fast: bool = False,
     ) -> Writer | None:
         """Serialise ``value`` within the budget, tightening the limits until it fits.
 
@@ -248,10 +260,11 @@ class ToolOutputTruncator:
         bisection), keeping as many rows as fit. If both scales are minimal the
         depth is halved. None: nothing fitted (the caller writes a marker string).
         ``plain``: ``value`` was decoded from JSON text, so closed containers may be
-        written from their C encoding (kept for every attempt of this call).
+        written from their C encoding (kept for every attempt of this call); ``fast``:
+        orjson decoded it, so orjson may encode them (see ``truncate_fast``).
         """
         clips: Clips = {}
-        cache = Plain() if plain else None
+        cache = Plain(fast) if plain else None
         tried: dict[Limits, Writer] = {}
         depth = min(self.max_depth, _DEPTH_CAP)
 

@@ -14,6 +14,8 @@ from itertools import accumulate, repeat
 from operator import add, gt, is_, mul, sub
 from typing import Any
 
+from .truncate_fast import dumps as fast_dumps
+
 __all__ = ["Plain", "Rows", "encode"]
 
 
@@ -25,12 +27,13 @@ def _no_default(o: object) -> object:
 _ENCODE = make_encoder(None, _no_default, encode_basestring, None, ":", ",", False, False, False)
 
 
-def encode(v: object) -> tuple[str, int, int, int] | None:
+def encode(v: object, fast: bool = False) -> tuple[str, int, int, int] | None:
     """``v`` as compact JSON with what the limits need to know of it: (text, containers
     inside, items bound, string bound), or None if only the slow path writes it as the
-    writer would (a BigInt, a str subclass, something the C encoder refuses)."""
+    writer would (a BigInt, a str subclass, something the C encoder refuses).
+    ``fast``: orjson decoded ``v``, so orjson may encode it."""
     try:
-        text = "".join(_ENCODE(v, 0))
+        text = (fast_dumps(v) if fast else None) or "".join(_ENCODE(v, 0))
     except (TypeError, ValueError, RecursionError):
         return None
     nest, commas = text.count("[") + text.count("{"), text.count(",")
@@ -44,10 +47,11 @@ class Rows:
     their sizes and prefix maxima of what the limits need, so that each attempt picks
     how many to write, and checks them, in O(1)."""
 
-    __slots__ = ("ends", "items", "nest", "pieces", "string", "usable", "v")
+    __slots__ = ("ends", "fast", "items", "nest", "pieces", "string", "usable", "v")
 
-    def __init__(self, v: list[Any]) -> None:
+    def __init__(self, v: list[Any], fast: bool = False) -> None:
         self.v = v  # keeps id(v) valid while cached
+        self.fast = fast  # orjson decoded v, so orjson may encode its rows
         self.pieces: list[str] = []
         # prefix sums and maxima: items[i] is the largest comma count of items 0..i, so
         # commas + 1 bounds the items of any container inside them
@@ -98,7 +102,7 @@ class Rows:
         occurs once per boundary and nowhere else."""
         try:
             if all(map(is_, map(type, chunk), repeat(dict))):
-                text = "".join(_ENCODE(chunk, 0))
+                text = (fast_dumps(chunk) if self.fast else None) or "".join(_ENCODE(chunk, 0))
                 if text.count("},{") == len(chunk) - 1:
                     return ["{" + x + "}" for x in text[2:-2].split("},{")]
             return list(map("".join, map(_ENCODE, chunk, repeat(0))))
@@ -115,10 +119,12 @@ class Rows:
 
 
 class Plain:
-    """Per-call caches for values decoded from JSON text (no cycles, str keys)."""
+    """Per-call caches for values decoded from JSON text (no cycles, str keys);
+    ``fast``: decoded by orjson (see ``truncate_fast``)."""
 
-    __slots__ = ("rows", "whole")
+    __slots__ = ("fast", "rows", "whole")
 
-    def __init__(self) -> None:
+    def __init__(self, fast: bool = False) -> None:
+        self.fast = fast
         self.whole: dict[int, tuple[object, tuple[str, int, int, int] | None]] = {}
         self.rows: dict[int, Rows] = {}

@@ -166,7 +166,7 @@ class Writer:
         ):
             return False  # the root is seldom small: encoding it first would be wasted
         if (hit := plain.whole.get(id(v))) is None:
-            hit = plain.whole[id(v)] = (v, encode(v))
+            hit = plain.whole[id(v)] = (v, encode(v, plain.fast))
         got = hit[1]
         if got is None or not self.obeys(depth, *got[1:]):
             return False
@@ -181,7 +181,7 @@ class Writer:
         if plain is None or k < 2 or id(v) in self.open_ids:
             return 0
         if (plan := plain.rows.get(id(v))) is None:
-            plan = plain.rows[id(v)] = Rows(v)
+            plan = plain.rows[id(v)] = Rows(v, plain.fast)
         room = self.cap - self.size
         m = min(k, plan.extend(k, room))
         if not m or not self.obeys(
