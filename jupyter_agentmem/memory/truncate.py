@@ -131,6 +131,7 @@ class ToolOutputTruncator:
         self._preview = max(64, max_chars // 16)  # strings are cut first, down to this
         self._window = min(self.parse_limit, 64 * max_chars)
         self._max_values = max_chars // 2 + 16  # each value shown takes >= 2 chars
+        self._jumps = _JUMPS  # 0: the plain halving search (tests compare both paths)
         self._lock = threading.Lock()
         self.calls = self.truncations = self.bytes_saved = 0
 
@@ -301,7 +302,7 @@ class ToolOutputTruncator:
                 break
             dim = 1 if (long_text or box_min) and not text_min else 0
             failed = scales[dim]
-            rows = best.rows_to_try() if dim == 0 and jumps < _JUMPS else 0
+            rows = best.rows_to_try() if dim == 0 and jumps < self._jumps else 0
             if 0 < rows < best.lim.items:  # straight to the rows the prefix sums allow
                 scales[0], jumps = rows / self.max_items, jumps + 1
             else:

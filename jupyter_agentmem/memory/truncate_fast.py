@@ -18,16 +18,18 @@ the stdlib path, so the output is byte-for-byte the same with or without it:
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any, Final
 
+_orjson: ModuleType | None
 try:
-    import orjson
+    import orjson as _orjson
 except ImportError:  # the `fast` extra is optional
-    orjson = None
+    _orjson = None
 
 __all__ = ["ENABLED", "UNSURE", "dumps", "loads"]
 
-ENABLED = orjson is not None
+ENABLED = _orjson is not None
 UNSURE: Final = object()  # "ask the stdlib": orjson refused, or might differ
 _DIGITS = bytes(48 if 48 <= i < 58 else 32 for i in range(256))  # digits -> "0", rest " "
 _LONG_INT = b"0" * 19  # a run of 19 digits may be an int orjson reads as a float
@@ -37,12 +39,13 @@ _FLOATS = bytes(
     48 if i == 48 else 49 if 49 <= i < 58 else i if i in b".e" else 101 if i == 69 else 32
     for i in range(256)
 )
-_NATIVE_ONLY = 0 if orjson is None else orjson.OPT_PASSTHROUGH_SUBCLASS
+_NATIVE_ONLY = 0 if _orjson is None else _orjson.OPT_PASSTHROUGH_SUBCLASS
 
 
 def loads(text: str) -> Any:
     """``json.loads(text)`` via orjson, or :data:`UNSURE` (not JSON, or not surely
     read the same: the stdlib then decides)."""
+    orjson = _orjson
     if not ENABLED or orjson is None:
         return UNSURE
     try:
@@ -60,11 +63,12 @@ def loads(text: str) -> Any:
 def dumps(value: object) -> str | None:
     """Compact JSON of a value that orjson decoded (``ensure_ascii=False``, the
     stdlib's separators ``,`` and ``:``), or None where the stdlib must write it."""
+    orjson = _orjson
     if orjson is None:
         return None
     try:
         data = orjson.dumps(value, option=_NATIVE_ONLY)
     except orjson.JSONEncodeError:
         return None
-    t = data.translate(_FLOATS)  # C passes: a regex takes ~10x longer
+    t = b" " + data.translate(_FLOATS)  # C passes: a regex takes ~10x longer
     return None if b"0e" in t or b"1e" in t or b" 0.0000" in t else data.decode()
