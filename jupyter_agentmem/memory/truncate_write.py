@@ -184,10 +184,13 @@ class Writer:
             plan = plain.rows[id(v)] = Rows(v, plain.fast)
         room = self.cap - self.size
         m = min(k, plan.extend(k, room))
-        if not m or not self.obeys(
-            depth + 1, plan.nest[m - 1], plan.items[m - 1] + 1, plan.string[m - 1]
-        ):
+        if not m:
             return 0
+        nest, commas, string = plan.peak
+        if not self.obeys(depth + 1, nest, commas + 1, string):  # all obey: so do m
+            nest, commas, string = plan.bounds(m)
+            if not self.obeys(depth + 1, nest, commas + 1, string):
+                return 0
         if plan.ends[m - 1] > room:  # the slow path would pass the budget within these
             self.hint = bisect_right(plan.ends, room, 0, m)  # rows that would still fit
             raise OverBudget
