@@ -108,7 +108,7 @@ def heap_per_session(kind: str, sessions: int, turns: int) -> tuple[float, float
         keep = engine_manager(sessions)
         for s in range(sessions):
             feed_engine(keep, s, turns, raw_outputs)
-        estimate = keep.stats()["estimated_bytes"] / sessions
+        estimate = keep.stats().estimated_bytes / sessions
     gc.collect()
     real = (tracemalloc.get_traced_memory()[0] - before) / sessions
     tracemalloc.stop()
@@ -225,15 +225,15 @@ def eviction_cycle(sessions: int, turns: int, live: int) -> dict[str, float]:
             t0 = time.perf_counter()
             state = manager.get_or_create(f"session-{s}")
             latencies.append(time.perf_counter() - t0)
-            assert state.total_turns == turns * 7
+            assert state.messages_total == turns * 7
         elapsed = time.perf_counter() - started
         stats = manager.stats()
         manager.close()
         latencies.sort()
         return {
             "sessions_per_s": sessions / elapsed,
-            "restores": stats["restores"],
-            "evictions": stats["evictions"],
+            "restores": stats.restores,
+            "evictions": stats.evictions,
             "p50_ms": statistics.median(latencies) * 1e3,
             "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1e3,
         }

@@ -107,11 +107,11 @@ def measure(
         start = time.perf_counter()
         state = manager.get_or_create(evicted)
         latencies.append((time.perf_counter() - start) * 1000)
-        assert state.is_loaded and state.total_turns == template["total_turns"]
+        assert state.is_loaded and state.messages_total == template["messages_total"]
     cuts = statistics.quantiles(latencies, n=100)
     result["p50_ms"], result["p99_ms"] = cuts[49], cuts[98]
     stats = manager.stats()
-    assert stats["persist_failures"] == 0, stats["last_store_error"]
+    assert stats.persist_failures == 0, stats.last_store_error
     return result
 
 
@@ -178,7 +178,7 @@ def main() -> None:
         f"{os.getloadavg()[0]:.1f} (client and server share the CPUs)"
     )
     print(
-        f"session: 50 turns, {template['total_turns']} messages seen, "
+        f"session: 50 turns, {template['messages_total']} messages seen, "
         f"{len(template['messages'])} recent + {len(template['summary'])}-char summary; "
         f"document {json_bytes:,} B JSON, {stored:,} B as stored (zlib)"
     )

@@ -157,9 +157,9 @@ def soak(turns: int, sample_every: int, sessions: int, live: int, warmup: float)
         slope=slope_per_1000(steady),
         steady_points=len(steady),
         seconds=elapsed,
-        evictions=stats["evictions"],
-        restores=stats["restores"],
-        compactions=stats["compactions"],
+        evictions=stats.evictions,
+        restores=stats.restores,
+        compactions=stats.compactions,
         requests=server.request_count,
     )
 

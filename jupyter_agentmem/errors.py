@@ -48,6 +48,14 @@ class StoreCorruptError(StoreError):
     """A store file or value is not ours or is damaged; it is left untouched."""
 
 
+class StoreFullError(StoreError):
+    """The disk (or quota) holding the store is full; sessions stay in memory."""
+
+
+class StoreReadOnlyError(StoreError):
+    """The store file or its directory cannot be written by this process."""
+
+
 class SessionConflictError(StoreError):
     """Another process changed the stored session since this one loaded it."""
 
@@ -65,3 +73,11 @@ def mask_credentials(text: str) -> str:
     replaced by ``***``: for every setting display, log line and error message."""
     text = _URL_PASSWORD.sub(r"\g<head>***@", text)
     return _QUERY_PASSWORD.sub(r"\g<head>***", text)
+
+
+class ServeError(AgentMemError):
+    """The HTTP server cannot start as configured; the message says what to change."""
+
+
+class TokensFileError(ServeError):
+    """A tokens file line is not ``TOKEN TENANT`` (or a token repeats)."""

@@ -91,7 +91,7 @@ def test_parallel_tool_calls_are_all_answered(agent: Agent, server: FakeModelSer
     assert "not valid JSON" in (results[3].error or "")
     roles = [m["role"] for m in agent.manager.get_or_create("t").recent_messages]
     assert roles == ["user", "assistant", "tool", "tool", "tool", "tool", "assistant"]
-    assert agent.manager.stats()["truncated_bytes_saved"] >= results[1].saved_chars
+    assert agent.manager.stats().truncated_chars_saved >= results[1].saved_chars
 
 
 def test_tool_rounds_are_bounded(agent: Agent, server: FakeModelServer) -> None:
@@ -111,12 +111,12 @@ def test_a_failed_turn_stores_nothing(agent: Agent, server: FakeModelServer) -> 
     server.enqueue_error(500, "boom")
     with pytest.raises(ModelError, match="500"):
         agent.chat("hello", session="f").text  # noqa: B018
-    assert agent.manager.get_or_create("f").total_turns == 0
+    assert agent.manager.get_or_create("f").messages_total == 0
     server.enqueue_tool_calls([{"name": "add", "arguments": {"a": 1, "b": 2}}])
     server.enqueue_drop(after_chunks=1)
     with pytest.raises(ModelError):
         agent.chat("hello", session="f").text  # noqa: B018
-    assert agent.manager.get_or_create("f").total_turns == 0
+    assert agent.manager.get_or_create("f").messages_total == 0
 
 
 def test_stopping_early_stores_the_partial_answer(agent: Agent, server: FakeModelServer) -> None:
@@ -208,7 +208,7 @@ def test_many_concurrent_async_sessions(agent: Agent, server: FakeModelServer) -
         return await asyncio.gather(*(one(i) for i in range(50)))
 
     assert asyncio.run(many()) == ["hi"] * 50
-    assert sum(agent.manager.get_or_create(f"c{i}").total_turns for i in range(50)) == 100
+    assert sum(agent.manager.get_or_create(f"c{i}").messages_total for i in range(50)) == 100
 
 
 def test_text_events_reach_the_consumer_in_order(agent: Agent, server: FakeModelServer) -> None:

@@ -50,7 +50,9 @@ def test_line_form_sends_the_question_verbatim_with_the_same_options(
     sent = server.requests[-1]["messages"]
     assert sent[0] == {"role": "system", "content": "Be terse."}
     assert sent[-1] == {"role": "user", "content": question}
-    state = extension.get_manager().get("analysis")
+    from jupyter_agentmem.notebook.namespace import session_id
+
+    state = extension.get_manager().get(session_id("analysis"))  # this notebook's "analysis"
     assert state is not None and state.recent_messages[0]["content"] == question
 
 

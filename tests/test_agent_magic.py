@@ -35,6 +35,7 @@ def kernel(server: FakeModelServer, tmp_path_factory: pytest.TempPathFactory) ->
             """
             %load_ext jupyter_agentmem
             from jupyter_agentmem.notebook.extension import get_context
+            from jupyter_agentmem.notebook.namespace import session_id as sid_of
             ctx = get_context()
             ctx.config.max_retries = 0
             ctx.config.timeout = 3.0
@@ -53,7 +54,7 @@ def empty_queue(server: FakeModelServer) -> Iterator[None]:
 
 
 def turns(kernel: Kernel, session: str) -> int:
-    return int(kernel.value(f"ctx.manager.get_or_create({session!r}).total_turns"))
+    return int(kernel.value(f"ctx.manager.get_or_create(sid_of({session!r})).messages_total"))
 
 
 def test_answer_streams_and_becomes_the_cell_result(
@@ -128,11 +129,13 @@ def test_tool_loop_runs_python_and_truncates_results(
     table = json.loads(tool_messages[0]["content"])  # still valid JSON after truncation
     assert len(tool_messages[0]["content"]) <= 2000 and len(table["rows"]) < 5000
     assert tool_messages[1]["content"] == "Error: ValueError: no luck"
-    stored = kernel.value("[m['role'] for m in ctx.manager.get_or_create('tools').recent_messages]")
+    stored = kernel.value(
+        "[m['role'] for m in ctx.manager.get_or_create(sid_of('tools')).recent_messages]"
+    )
     assert stored == ["user", "assistant", "tool", "tool", "assistant"]
     summary = run.of_type("display_data")[-1][1]["content"]["data"]["text/markdown"]
     assert "big_table" in summary and "broken" in summary and "session" not in summary
-    assert kernel.value("ctx.manager.stats()['truncated_bytes_saved']") > 100_000
+    assert kernel.value("ctx.manager.stats().truncated_chars_saved") > 100_000
 
 
 def test_interrupt_keeps_the_partial_answer(kernel: Kernel, server: FakeModelServer) -> None:
@@ -158,7 +161,7 @@ def test_interrupt_keeps_the_partial_answer(kernel: Kernel, server: FakeModelSer
     assert run.reply["content"]["status"] == "error"
     last = run.of_type("update_display_data")[-1][1]["content"]["data"]["text/markdown"]
     assert "partial" in last and "interrupted" in last
-    stored = kernel.value("ctx.manager.get_or_create('stop').recent_messages")
+    stored = kernel.value("ctx.manager.get_or_create(sid_of('stop')).recent_messages")
     assert [m["role"] for m in stored] == ["user", "assistant"]
     assert stored[1]["content"].startswith("partial")
     assert stored[1]["content"].endswith("[interrupted by the user]")
@@ -279,7 +282,7 @@ def test_reload_leaves_one_of_everything(kernel: Kernel, tmp_path: Path) -> None
 def test_llm_summarizer_compacts_in_the_background(kernel: Kernel, server: FakeModelServer) -> None:
     kernel.ok("ctx.config.summarizer = 'llm'; ctx.config.max_recent = 4")
     try:
-        kernel.ok("ctx.manager.delete('llm')")
+        kernel.ok("ctx.manager.delete(sid_of('llm'))")
         server.enqueue_text("first answer")
         kernel.ok("%%agent -s llm\nfirst")
         server.enqueue_text("second answer")
@@ -288,10 +291,10 @@ def test_llm_summarizer_compacts_in_the_background(kernel: Kernel, server: FakeM
         kernel.ok(
             "import time\n"
             "for _ in range(100):\n"
-            "    if ctx.manager.get_or_create('llm').compactions: break\n"
+            "    if ctx.manager.get_or_create(sid_of('llm')).compactions: break\n"
             "    time.sleep(0.05)"
         )
-        assert kernel.value("ctx.manager.get_or_create('llm').summary") == (
+        assert kernel.value("ctx.manager.get_or_create(sid_of('llm')).summary") == (
             "SUMMARY: the user asked twice."
         )
         summary_request = server.requests[-1]["messages"]
@@ -305,6 +308,7 @@ def test_a_conversation_survives_a_kernel_restart(tmp_path: Path) -> None:
     """Kernel shutdown flushes live sessions to the default SQLite store."""
     server = FakeModelServer(default=None).start()
     env = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": KEY}
+    env["JPY_SESSION_NAME"] = str(tmp_path / "keep.ipynb")  # the same notebook, reopened
     try:
         first = Kernel(tmp_path, env)
         server.enqueue_text("remembered answer")
@@ -313,8 +317,11 @@ def test_a_conversation_survives_a_kernel_restart(tmp_path: Path) -> None:
         first.shutdown()  # a clean shutdown runs the extension's exit hook
         second = Kernel(tmp_path, env)
         try:
-            second.ok("%load_ext jupyter_agentmem\nfrom jupyter_agentmem import get_manager")
-            stored = second.value("get_manager().get_or_create('keep').recent_messages")
+            second.ok(
+                "%load_ext jupyter_agentmem\nfrom jupyter_agentmem import get_manager\n"
+                "from jupyter_agentmem.notebook.namespace import session_id"
+            )
+            stored = second.value("get_manager().get_or_create(session_id('keep')).recent_messages")
             assert stored == [
                 {"role": "user", "content": "remember this"},
                 {"role": "assistant", "content": "remembered answer"},

@@ -42,7 +42,7 @@ def fake_snapshot(
             "in_memory": True,
             "messages": i,
             "summary_chars": 7 * i,
-            "total_turns": i,
+            "messages_total": i,
             "compactions": 0,
             "estimated_bytes": 1000 * (sessions - i),
             "last_access": now - 60 * i,
@@ -72,7 +72,7 @@ def fake_snapshot(
             "compactions": 3,
             "evictions": 4,
             "restores": 5,
-            "truncated_bytes_saved": 2 * MiB,
+            "truncated_chars_saved": 2 * MiB,
             "last_store_error": None,
         },
         "top": top,
@@ -173,7 +173,7 @@ def test_pss_uss_totals_and_guard_line() -> None:
         "25 of max 1,000",
         "5.0 MiB of 500.0 MiB budget",
         "3 / 4 / 5",
-        "2.0 MiB",
+        "truncated chars saved</td><td>2,097,152",
         "memory guard: on",
     ):
         assert text in totals

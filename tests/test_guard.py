@@ -84,13 +84,13 @@ def test_evicts_least_recently_used_first_until_ok() -> None:
     assert report is not None
     assert report.evicted == 12  # batches of 4 then 8
     assert manager.live_ids()[0] == "s13" and manager.live_ids()[-1] == "s00"
-    assert manager.stats()["evictions"] == 12 and released == [True, False]
+    assert manager.stats().evictions == 12 and released == [True, False]
     assert report.status_after == "ok" and report.estimated_freed > 0
     assert [k for k, _ in told] == ["guard"]
     assert "evicted 12 least-recently-used agent session(s)" in told[0][1]
     assert "95% of 300 MiB (MEM_LIMIT)" in told[0][1] and "Now 50%" in told[0][1]
     assert manager.get("s01") is not None  # evicted, not lost: restored on use
-    assert manager.stats()["restores"] == 1
+    assert manager.stats().restores == 1
 
 
 def test_evicts_everything_when_memory_stays_critical_and_says_so_once() -> None:
@@ -234,7 +234,7 @@ def test_mem_limit_set_at_run_time_triggers_eviction_in_process(
     rss = ctx.monitor.check()["rss_bytes"]
     monkeypatch.setenv("MEM_LIMIT", str(int(rss / 0.95)))
     assert wait_for(lambda: bool(guard.reports), 5), "the guard did not act"
-    assert guard.reports[0].limit_source == "MEM_LIMIT" and ctx.manager.stats()["evictions"] > 0
+    assert guard.reports[0].limit_source == "MEM_LIMIT" and ctx.manager.stats().evictions > 0
     monkeypatch.delenv("MEM_LIMIT")
     assert ctx.shell is not None
     ctx.shell.run_cell("pass")
@@ -262,7 +262,7 @@ def test_guard_in_a_real_kernel_when_mem_limit_drops(tmp_path: Path) -> None:
                     {"role": "user", "content": chr(65 + i % 26) * (1 << 20)})
         """)
         )
-        before = kernel.value("ctx.manager.stats()['sessions_in_memory']")
+        before = kernel.value("ctx.manager.stats().sessions_in_memory")
         assert before == 40
         run = kernel.ok(
             textwrap.dedent("""
@@ -272,7 +272,7 @@ def test_guard_in_a_real_kernel_when_mem_limit_drops(tmp_path: Path) -> None:
             deadline = time.time() + 20
             while not guard.reports and time.time() < deadline:  # the guard acts meanwhile
                 time.sleep(0.1)
-            print("evictions", ctx.manager.stats()["evictions"])
+            print("evictions", ctx.manager.stats().evictions)
         """),
             timeout=60,
         )
@@ -288,7 +288,7 @@ def test_guard_in_a_real_kernel_when_mem_limit_drops(tmp_path: Path) -> None:
             if m["content"]["name"] == "stderr"
         ]
         assert not stderr, f"a background thread wrote into the running cell: {stderr}"
-        stats = kernel.value("ctx.manager.stats()")
+        stats = kernel.value("ctx.manager.stats().as_dict()")
         assert stats["evictions"] > 0 and stats["sessions_in_memory"] < before
         again = kernel.ok("x = 1")  # the notice is not repeated
         assert not any("Memory guard" in str(m["content"]) for _, m in again.messages)

@@ -165,7 +165,7 @@ def test_show_reads_an_evicted_session_without_restoring_it(
     ctx.manager.evict("s2")
     text, _ = run(shell, "show s2")
     assert "in the store (not restored)" in text and "[user] q2" in text
-    assert "s2" not in ctx.manager.live_ids() and ctx.manager.stats()["restores"] == 0
+    assert "s2" not in ctx.manager.live_ids() and ctx.manager.stats().restores == 0
 
 
 def test_compact_one_and_all(ctx: Any, shell: InteractiveShell) -> None:

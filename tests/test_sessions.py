@@ -45,7 +45,7 @@ def test_session_count_limit_evicts_least_recently_used() -> None:
     manager.get_or_create("a")  # a becomes most recent; b is now the LRU
     manager.get_or_create("d")
     assert manager.live_ids() == ["c", "a", "d"]
-    assert manager.stats()["evictions"] == 1
+    assert manager.stats().evictions == 1
     assert manager.store.load("b") is not None
 
 
@@ -60,8 +60,8 @@ def test_growth_through_a_held_state_triggers_eviction() -> None:
     held = manager.get_or_create("big")
     for _ in range(20):
         held.add_message({"role": "user", "content": "y" * 9_000})
-        assert manager.stats()["estimated_bytes"] <= manager.max_memory_bytes
-    assert manager.stats()["evictions"] >= 1
+        assert manager.stats().estimated_bytes <= manager.max_memory_bytes
+    assert manager.stats().evictions >= 1
 
 
 def test_evicted_session_comes_back_byte_for_byte() -> None:
@@ -73,14 +73,14 @@ def test_evicted_session_comes_back_byte_for_byte() -> None:
     before = state.to_dict()
     manager.get_or_create("y")  # evicts x
     assert not state.is_loaded
-    assert manager.stats()["evictions"] == 1
+    assert manager.stats().evictions == 1
     again = manager.get_or_create("x")
     after = again.to_dict()
     assert after["messages"] == before["messages"]
     assert after["summary"] == before["summary"]
-    for key in ("total_turns", "compactions", "created_at", "truncated_bytes_saved"):
+    for key in ("messages_total", "turns", "compactions", "created_at", "truncated_chars_saved"):
         assert after[key] == before[key]
-    assert manager.stats()["restores"] == 1
+    assert manager.stats().restores == 1
 
 
 def test_a_held_reference_to_an_evicted_state_never_swallows_a_message() -> None:
@@ -133,12 +133,12 @@ def test_store_failure_keeps_sessions_in_memory_and_retries(
     for sid in "abc":
         manager.get_or_create(sid).add_message({"role": "user", "content": sid})
     stats = manager.stats()
-    assert stats["sessions_in_memory"] == 3  # over budget rather than losing data
-    assert stats["persist_failures"] >= 1
+    assert stats.sessions_in_memory == 3  # over budget rather than losing data
+    assert stats.persist_failures >= 1
     assert sum("could not persist" in r.message for r in caplog.records) == 1
     store.down = False
     manager.get_or_create("c")
-    assert manager.stats()["sessions_in_memory"] == 1
+    assert manager.stats().sessions_in_memory == 1
     for sid in "ab":
         assert store.load(sid)["messages"] == [{"role": "user", "content": sid}]  # type: ignore[index]
 
@@ -162,7 +162,7 @@ def test_delete_forgets_memory_and_store() -> None:
     assert "gone" not in manager
     assert manager.get("gone") is None
     held.add_message({"role": "user", "content": "still works, standalone"})
-    assert manager.stats()["sessions_in_memory"] == 0
+    assert manager.stats().sessions_in_memory == 0
 
 
 def test_conflicting_writers_merge_and_lose_no_turn() -> None:
@@ -176,11 +176,11 @@ def test_conflicting_writers_merge_and_lose_no_turn() -> None:
     b.add_message({"role": "user", "content": "from second"})
     first.flush()
     second.flush()
-    assert second.stats()["conflicts_merged"] == 1
+    assert second.stats().conflicts_merged == 1
     third = small_manager(store=store).get_or_create("shared")
     contents = [m["content"] for m in third.recent_messages]
     assert contents == ["base", "from first", "from second"]
-    assert third.total_turns == 3
+    assert third.messages_total == 3
     assert [m["content"] for m in b.recent_messages] == contents
 
 
@@ -214,12 +214,12 @@ def test_thread_and_asyncio_hammering_keeps_invariants() -> None:
         t.join()
     assert not errors
     stats = manager.stats()
-    assert stats["sessions_in_memory"] <= 8
-    assert stats["estimated_bytes"] <= 256 * 1024
+    assert stats.sessions_in_memory <= 8
+    assert stats.estimated_bytes <= 256 * 1024
     manager.flush()
     total = 0
     for sid in manager.store.list_ids():
-        total += manager.get_or_create(sid).total_turns
+        total += manager.get_or_create(sid).messages_total
     assert total == 4 * 200 + 4 * 200  # nothing lost
 
 
@@ -227,9 +227,8 @@ def test_accounting_matches_a_full_recount() -> None:
     manager = small_manager(max_sessions=50, max_memory_bytes=512 * 1024)
     for i in range(300):
         manager.get_or_create(f"s{i % 37}").add_messages(turn_messages(i, tool_output="t" * 300))
-    with manager.lock:
-        recount = sum(s.memory_estimate_bytes for s in manager._live.values())
-    assert manager.stats()["estimated_bytes"] == recount
+    recount = sum(s.memory_estimate_bytes for s in manager.live_states())
+    assert manager.stats().estimated_bytes == recount
 
 
 class ManagerMachine(RuleBasedStateMachine):
@@ -270,13 +269,13 @@ class ManagerMachine(RuleBasedStateMachine):
     @invariant()
     def budgets_hold(self) -> None:
         stats = self.manager.stats()
-        assert stats["sessions_in_memory"] <= 4
-        assert stats["estimated_bytes"] <= 96 * 1024
+        assert stats.sessions_in_memory <= 4
+        assert stats.estimated_bytes <= 96 * 1024
 
     @invariant()
     def nothing_lost(self) -> None:
         for sid, count in self.expected.items():
-            assert self.manager.get_or_create(sid).total_turns == count
+            assert self.manager.get_or_create(sid).messages_total == count
 
 
 TestManagerMachine = ManagerMachine.TestCase
@@ -298,7 +297,7 @@ def test_replace_store_moves_every_session(tmp_path: Any) -> None:
     manager = small_manager(max_sessions=2, store=old)
     for sid in "abcd":
         manager.get_or_create(sid).add_message({"role": "user", "content": sid})
-    assert manager.stats()["evictions"] == 2
+    assert manager.stats().evictions == 2
     new = MemoryStore()
     copied = manager.replace_store(new)
     assert copied == 2
@@ -307,7 +306,7 @@ def test_replace_store_moves_every_session(tmp_path: Any) -> None:
         assert manager.get_or_create(sid).recent_messages == [{"role": "user", "content": sid}]
     manager.get_or_create("a").add_message({"role": "user", "content": "more"})
     manager.flush()
-    assert new.load("a")["total_turns"] == 2  # type: ignore[index]
+    assert new.load("a")["messages_total"] == 2  # type: ignore[index]
 
 
 def test_largest_sessions_match_a_full_sort_under_churn() -> None:
@@ -328,9 +327,8 @@ def test_largest_sessions_match_a_full_sort_under_churn() -> None:
                 {"role": "user", "content": "x" * rng.randrange(5000)}
             )
         if step % 250 == 0:
-            with manager.lock:
-                expected = sorted(
-                    (s.memory_estimate_bytes for s in manager._live.values()), reverse=True
-                )[:10]
+            expected = sorted(
+                (s.memory_estimate_bytes for s in manager.live_states()), reverse=True
+            )[:10]
             got = [row["estimated_bytes"] for row in manager.largest_sessions(10)]
             assert got == expected

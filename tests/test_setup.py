@@ -14,6 +14,8 @@ import sys
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
+from IPython.core.inputtransformer2 import TransformerManager
+
 from . import test_soak_smoke
 
 if sys.version_info >= (3, 11):
@@ -38,8 +40,7 @@ def notebook_imports(path: Path) -> set[str]:
         source = "".join(cell["source"])
         if source.startswith("%%"):
             continue  # a cell magic's body is not Python
-        lines = source.splitlines()
-        code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in lines)
+        code = TransformerManager().transform_cell(source)  # `x = %magic` too, as IPython does
         for node in ast.walk(ast.parse(code)):
             if isinstance(node, ast.Import):
                 modules.update(alias.name.split(".")[0] for alias in node.names)

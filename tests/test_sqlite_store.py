@@ -116,6 +116,7 @@ def test_a_damaged_row_fails_alone(store: SQLiteStore) -> None:
     with pytest.raises(StoreCorruptError):
         manager.get_or_create("bad")
     assert manager.get_or_create("good").session_id == "good"
+    manager.close()
 
 
 def test_revisions_detect_a_concurrent_writer(store: SQLiteStore) -> None:
@@ -136,8 +137,11 @@ def test_two_managers_on_one_file_merge_instead_of_overwriting(tmp_path: Path) -
     one.get_or_create("s").add_message({"role": "user", "content": "from one"})
     two.flush()
     one.flush()
-    fresh = SessionManager(store=SQLiteStore(path)).get_or_create("s")
+    third = SessionManager(store=SQLiteStore(path))
+    fresh = third.get_or_create("s")
     assert sorted(m["content"] for m in fresh.recent_messages) == ["from one", "from two", "hello"]
+    for manager in (one, two, third):
+        manager.close()
 
 
 def test_open_store_urls(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ def test_messages_come_back_exactly_as_added() -> None:
         state.add_message(message)
     assert state.recent_messages == added
     assert state.get_context() == added
-    assert state.total_turns == len(added)
+    assert state.messages_total == len(added)
     assert all(set(m) == set(a) for m, a in zip(state.recent_messages, added, strict=True))
 
 
@@ -54,7 +54,7 @@ def test_invalid_messages_are_rejected_before_anything_is_stored() -> None:
     with pytest.raises(InvalidMessageError):
         state.add_messages([{"role": "user", "content": "ok"}, {"role": "user", "x": object()}])
     assert state.recent_messages == []
-    assert state.total_turns == 0
+    assert state.messages_total == 0
 
 
 def test_byte_estimate_is_incremental_and_grows_with_content() -> None:
@@ -111,7 +111,7 @@ def test_auto_compaction_with_a_local_summarizer_keeps_sessions_small() -> None:
     for turn in range(50):
         for message in turn_messages(turn, tool_output="r" * 2000):
             state.add_message(message)
-    assert state.total_turns == 350
+    assert state.messages_total == 350
     assert len(state.recent_messages) <= 10
     assert state.compactions > 10
     assert state.memory_estimate_bytes < 48 * 1024

@@ -20,6 +20,7 @@ from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
 from jupyter_agentmem.errors import mask_credentials
+from jupyter_agentmem.memory import defaults
 from jupyter_agentmem.units import MIN_MEMORY_BUDGET_BYTES
 
 MiB = 1024 * 1024
@@ -73,19 +74,27 @@ class AgentMem(Configurable):
         config=True
     )
 
-    max_recent = Int(10, help="Recent messages kept verbatim per session.").tag(config=True)
-    max_recent_bytes = Int(32 * 1024, help="Bytes of recent messages per session.").tag(config=True)
-    max_summary_chars = Int(2000, help="Bound of each session's running summary.").tag(config=True)
+    max_recent = Int(defaults.MAX_RECENT, help="Recent messages kept verbatim per session.").tag(
+        config=True
+    )
+    max_recent_bytes = Int(
+        defaults.MAX_RECENT_BYTES, help="Bytes of recent messages per session."
+    ).tag(config=True)
+    max_summary_chars = Int(
+        defaults.MAX_SUMMARY_CHARS, help="Bound of each session's running summary."
+    ).tag(config=True)
     summarizer = Enum(
         ["auto", "extractive", "llm"],
         default_value="auto",
         help="How old turns are summarised: 'llm' uses the chat model, 'extractive' needs no "
         "model, 'auto' picks llm for a real model and extractive for the demo model.",
     ).tag(config=True)
-    max_sessions = Int(1000, help="Sessions kept in memory before LRU eviction.").tag(config=True)
-    max_memory_bytes = Int(500 * MiB, help="Global byte budget of in-memory sessions.").tag(
-        config=True
-    )
+    max_sessions = Int(
+        defaults.MAX_SESSIONS, help="Sessions kept in memory before LRU eviction."
+    ).tag(config=True)
+    max_memory_bytes = Int(
+        defaults.MAX_MEMORY_BYTES, help="Global byte budget of in-memory sessions."
+    ).tag(config=True)
     idle_timeout = Float(
         None, allow_none=True, help="Evict sessions idle for this many seconds (None: never)."
     ).tag(config=True)
@@ -100,6 +109,11 @@ class AgentMem(Configurable):
     )
     render_bytes_per_second = Int(
         400_000, help="Upper bound of bytes re-sent per second while streaming."
+    ).tag(config=True)
+    durable_turns = Bool(
+        True,
+        help="Append every finished turn to the store's turn log at once (a kernel killed "
+        "with SIGKILL loses nothing finished); False for throw-away work.",
     ).tag(config=True)
     memory_guard = Bool(
         True, help="Evict sessions when the process reaches the critical memory level."

@@ -12,6 +12,7 @@ sessions never re-measure, so accounting stays O(1) per operation.
 from __future__ import annotations
 
 import math
+import re
 import sys
 from typing import Any
 
@@ -22,16 +23,43 @@ _getsizeof = sys.getsizeof
 # shared by the interpreter, so they cost nothing per message.
 _SHARED_MAX_LEN = 16
 _MAX_DEPTH = 64
+# Lone UTF-16 surrogates (``os.listdir`` names that are not valid UTF-8) cannot be
+# written as UTF-8 by SQLite or most JSON readers: refused, so a store never fails later.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Python refuses int <-> str beyond 4,300 digits (sys.get_int_max_str_digits), so
+# such an int could be added but never saved: refused too. Below this many bits an
+# int always has fewer digits, so only giants pay for the exact check.
+_BIG_INT_BITS = 14_000
+
+
+def check_text(value: str, path: str) -> None:
+    """Raise if ``value`` holds a lone surrogate (O(1) for ASCII, one scan otherwise)."""
+    if not value.isascii() and (found := _SURROGATE.search(value)) is not None:
+        raise InvalidMessageError(
+            f"{path} holds the lone surrogate {found.group()!r} at index {found.start()}, "
+            "which no store can write as UTF-8; decode bytes with errors='replace' (or "
+            "os.fsdecode names with errors='backslashreplace') before adding them"
+        )
+
+
+def escape_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate written as ``\\udcff`` (readable, storable)."""
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def json_size(value: Any, path: str = "message", depth: int = 0) -> int:
     """Estimated heap bytes of a JSON value; raises if it is not JSON-shaped.
 
-    Being strict here (no tuples, sets, NaN or non-str keys) is what lets a
-    session round-trip through SQLite or Redis byte-for-byte later on.
+    Being strict here (no tuples, sets, NaN, non-str keys, lone surrogates or
+    giant ints) is what lets a session round-trip through SQLite or Redis
+    byte-for-byte later on. The common cases (ASCII text) take the fast paths.
     """
     kind = type(value)
     if kind is str:
+        if not value.isascii():
+            check_text(value, path)
         return _getsizeof(value)
     if kind is dict:
         if depth >= _MAX_DEPTH:
@@ -42,9 +70,14 @@ def json_size(value: Any, path: str = "message", depth: int = 0) -> int:
                 raise InvalidMessageError(
                     f"{path} has a {type(key).__name__} key {key!r}: JSON keys must be str"
                 )
+            if not key.isascii():
+                check_text(key, f"{path} key")
             if len(key) > _SHARED_MAX_LEN:
                 total += _getsizeof(key)
-            total += json_size(item, path, depth + 1) if type(item) is not str else _getsizeof(item)
+            if type(item) is str and item.isascii():
+                total += _getsizeof(item)
+            else:
+                total += json_size(item, path, depth + 1)
         return total
     if kind is list:
         if depth >= _MAX_DEPTH:
@@ -53,8 +86,14 @@ def json_size(value: Any, path: str = "message", depth: int = 0) -> int:
         for item in value:
             total += json_size(item, path, depth + 1)
         return total
-    if kind is int or kind is bool or value is None:
-        return 0 if value is None or kind is bool or -5 <= value <= 256 else _getsizeof(value)
+    if value is None or kind is bool:
+        return 0
+    return _scalar_size(value, kind, path)
+
+
+def _scalar_size(value: Any, kind: type, path: str) -> int:
+    if kind is int:
+        return _int_size(value, path)
     if kind is float:
         if not math.isfinite(value):
             raise InvalidMessageError(f"{path} holds {value!r}, which JSON cannot represent")
@@ -64,6 +103,20 @@ def json_size(value: Any, path: str = "message", depth: int = 0) -> int:
         f"{path} holds a {kind.__name__}, which is not JSON ({hint}); "
         "messages must be JSON so evicted sessions can be stored and restored exactly"
     )
+
+
+def _int_size(value: int, path: str) -> int:
+    if -5 <= value <= 256:
+        return 0  # cached by the interpreter
+    if value.bit_length() > _BIG_INT_BITS:
+        try:
+            str(value)
+        except ValueError:
+            raise InvalidMessageError(
+                f"{path} holds an int of more than {sys.get_int_max_str_digits():,} "
+                "digits, which cannot be written as JSON; convert it to str"
+            ) from None
+    return _getsizeof(value)
 
 
 def message_size(message: Any) -> int:

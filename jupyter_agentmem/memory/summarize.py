@@ -16,9 +16,11 @@ from typing import Any
 
 from jupyter_agentmem.errors import SummarizerError
 
-Message = dict[str, Any]
+from .defaults import SUMMARY_PREFIX
 
-SUMMARY_PREFIX = "Summary of earlier conversation:\n"
+__all__ = ["SUMMARY_PREFIX", "ExtractiveSummarizer", "LLMSummarizer", "Summarizer", "message_text"]
+
+Message = dict[str, Any]
 _CONDENSED = re.compile(r"^\[\.\.\. (\d+) earlier points condensed\]$")
 
 

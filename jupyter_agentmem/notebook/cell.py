@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_agentmem.agent.chat import DEMO_NOTICE, ModelError
 
+from .namespace import label
 from .render import AgentAnswer, CellRenderer, code_blocks
 
 NO_CODE = "-f code: the answer has no code block (```), so no cell was inserted"
@@ -57,7 +58,7 @@ def run_agent_cell(
     # A terminal IPython cannot update a display in place: show the answer once.
     in_kernel = getattr(context.shell, "kernel", None) is not None
     renderer = CellRenderer(
-        f"{endpoint.model} · session {session}",
+        f"{endpoint.model} · session {label(session)}",
         live=live and in_kernel,
         interval=config.render_interval,
         bytes_per_second=config.render_bytes_per_second,

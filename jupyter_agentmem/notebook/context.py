@@ -51,6 +51,7 @@ class KernelContext:
             max_recent=config.max_recent,
             max_recent_bytes=config.max_recent_bytes,
             max_summary_chars=config.max_summary_chars,
+            durable_turns=None if config.durable_turns else False,
         )
         self.add_closer("session manager", self.manager.close)
         self.monitor: MemoryMonitor = MemoryMonitor(

@@ -67,11 +67,12 @@ def load(shell: InteractiveShell | None, config: AgentMem | None = None) -> Kern
 
 
 def register_magics(shell: InteractiveShell, context: KernelContext) -> None:
-    """Register ``%agent``/``%%agent`` and ``%agent_memory`` on ``shell`` for ``context``."""
-    from . import magics, memory_magics
+    """Register ``%agent``/``%%agent``, ``%agent_memory`` and ``%agent_serve`` on ``shell``."""
+    from . import magics, memory_magics, serve_magic  # serve_magic imports fastapi only when run
 
     magics.register(shell, context)
     memory_magics.register(shell, context)
+    serve_magic.register(shell, context)
 
 
 def unload() -> None:

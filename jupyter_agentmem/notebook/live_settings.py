@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 MANAGER_KEYS = ("max_sessions", "max_memory_bytes", "idle_timeout")
 POLICY_KEYS = ("max_recent", "max_recent_bytes", "max_summary_chars")
 MONITOR_KEYS = ("warning_pct", "critical_pct", "mem_limit")
-WATCHED = (*MANAGER_KEYS, *POLICY_KEYS, *MONITOR_KEYS, "memory_guard", "store_url")
+WATCHED = (*MANAGER_KEYS, *POLICY_KEYS, *MONITOR_KEYS, "memory_guard", "store_url", "durable_turns")
 
 
 class SettingError(AgentMemError, ValueError):
@@ -49,6 +49,8 @@ class LiveSettings:
             monitor.mem_limit = int(new)
         elif name in MONITOR_KEYS:
             setattr(monitor, name, float(new))
+        elif name == "durable_turns":  # None: on for a store that outlives the kernel
+            manager.set_durable_turns(None if new else False)
         elif name == "memory_guard" and new:
             from jupyter_agentmem.watch.guard import install_guard
 

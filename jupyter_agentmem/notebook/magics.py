@@ -36,7 +36,13 @@ cell_magic_named = cast(Callable[[str], _Decorator], cell_magic)
 
 #: The options of both forms, declared once (outermost first, as in the help).
 OPTIONS: tuple[_Decorator, ...] = (
-    argument("-s", "--session", default="default", help="Conversation to continue."),
+    argument(
+        "-s",
+        "--session",
+        default="default",
+        help="Conversation to continue: this notebook's NAME, or a shared TEAM:NAME.",
+    ),
+    argument("--shared", action="store_true", help="-s NAME is shared by every notebook."),
     argument("-m", "--model", help="Model for this cell (e.g. gpt-4o-mini, llama3, demo)."),
     argument("--system", help="System message for this cell instead of the configured one."),
     argument("--no-stream", action="store_true", help="Show the answer only when complete."),
@@ -157,12 +163,17 @@ class AgentMagics(Magics):
         tools: Any = False if args.no_tools else None
         if args.tools:
             tools = [name.strip() for name in args.tools.split(",") if name.strip()]
+        from . import namespace as ns
         from .cell import insert_code, run_agent_cell
 
+        session = ns.qualify(args.session, ns.current(self.shell), args.shared)
+        restored = ns.continuing_notice(self.context, session)
+        if restored:
+            print(restored)
         answer = run_agent_cell(
             self.context,
             prompt,
-            session=args.session,
+            session=session,
             model=args.model,
             system=args.system,
             tools=tools,
@@ -172,6 +183,7 @@ class AgentMagics(Magics):
             live=not args.no_stream,
             output_format=args.format,
         )
+        self.context.manager.sync_log()  # the finished turn is on disk when the cell ends
         if args.out:
             namespace[args.out] = answer
         if args.format == "code":

@@ -32,20 +32,34 @@ def stats(context: KernelContext) -> dict[str, Any]:
     from jupyter_agentmem.watch.guard import describe_guard
     from jupyter_agentmem.watch.ticker import get_watcher
 
+    from . import namespace as ns
+
     return {
         "memory": context.monitor.check(),
-        "sessions": context.manager.stats(),
+        "namespace": ns.current(context.shell),
+        "sessions": context.manager.stats().as_dict(),
         "guard": describe_guard(context),
         "watch": get_watcher(context) is not None,
     }
 
 
-def sessions(context: KernelContext, limit: int = 20) -> tuple[list[dict[str, Any]], int]:
-    """The first ``limit`` sessions (in memory, most recent first, then stored) and the total.
+def sessions(
+    context: KernelContext, limit: int = 20, everywhere: bool = False
+) -> tuple[list[dict[str, Any]], int]:
+    """The first ``limit`` sessions (in memory, most recent first, then stored) and the total:
+    this notebook's and the shared ones, or with ``everywhere`` every namespace's.
 
     A stored session's row says what the store knows (size, last active, turns): only
     the ``limit`` shown are read, each without being restored."""
-    everything = context.manager.list_sessions()
+    from . import namespace as ns
+
+    here = ns.current(context.shell)
+    everything = [
+        row | {"namespace": owner or "shared", "name": name}
+        for row in context.manager.list_sessions()
+        for owner, name in [ns.split(str(row["session_id"]))]
+        if everywhere or owner in (None, here)
+    ]
     page = everything[:limit]
     for row in page:
         if not row["in_memory"]:
@@ -61,16 +75,16 @@ def _stored_row(context: KernelContext, session_id: str) -> dict[str, Any]:
     if doc is None:
         return {}
     messages = doc.get("messages") or []
-    users = doc.get("user_turns")
+    users = doc.get("turns")
     if users is None:
-        from jupyter_agentmem.memory.state import count_user_turns
+        from jupyter_agentmem.memory.document import count_user_turns
 
         users = count_user_turns(messages)
     return {
         "messages": len(messages),
         "stored_bytes": len(json.dumps(doc, ensure_ascii=False).encode("utf-8", "replace")),
         "last_access": doc.get("last_access"),
-        "user_turns": users,
+        "turns": users,
     }
 
 

@@ -52,7 +52,14 @@ SUBCOMMANDS: dict[str, tuple[str, list[Spec]]] = {
         ],
     ),
     "stats": ("memory and counters", [(("-o", "--out"), {"help": "raw numbers in this var"})]),
-    "sessions": ("list sessions", [(("-n",), {"type": int, "default": 20})]),
+    "sessions": (
+        "list sessions",
+        [
+            (("-n",), {"type": int, "default": 20}),
+            (("--all",), {"action": "store_true", "help": "every notebook's sessions"}),
+            (("--adopt",), {"metavar": "OLD_PATH", "help": "take over a renamed notebook's"}),
+        ],
+    ),
     "show": ("one session", [(("session",), {}), (("-n",), {"type": int, "default": 20})]),
     "compact": (
         "fold old turns now",
@@ -102,7 +109,8 @@ class MemoryMagics(Magics):
     def agent_memory(self, line: str) -> None:
         """Kernel memory and agent sessions. Sub-commands and their arguments:
 
-        ``%agent_memory`` live dashboard; stats [-o VAR]; sessions [-n N];
+        ``%agent_memory`` live dashboard; stats [-o VAR]; sessions [-n N] [--all]
+        [--adopt OLD_PATH];
         show SESSION [-n N]; compact [SESSION | --all]; evict SESSION | --idle
         SECONDS; delete SESSION; limits [--max-sessions N] [--max-memory 256MB]
         [--max-recent N] [--mem-limit 2GB]; config [key=value ...] (or IPython's
@@ -111,6 +119,10 @@ class MemoryMagics(Magics):
         args = parse_argstring(self.agent_memory, line)
         if self.context is None:
             raise UsageError(str(NotLoadedError()))
+        if getattr(args, "session", None):  # this notebook's NAME first, else a shared id
+            from .namespace import resolve
+
+            args.session_id = resolve(self.context, args.session)
         try:
             getattr(self, f"_do_{args.command or 'dashboard'}")(self.context, args)
         except MemoryCommandError as exc:
@@ -149,18 +161,36 @@ class MemoryMagics(Magics):
         show_table("agent memory stats", ("name", "value"), stats_rows(data))
 
     def _do_sessions(self, ctx: KernelContext, args: Any) -> None:
+        from . import namespace as ns
         from .memory_views import SESSION_HEADERS
 
-        rows, total = cmd.sessions(ctx, max(1, args.n))
+        if args.adopt is not None:
+            if not args.adopt.strip():
+                raise MemoryCommandError("give the old path: --adopt work/old-name.ipynb")
+            old, new = ns.notebook_namespace(args.adopt), ns.current(self.shell)
+            try:
+                moved = ns.adopt(ctx.manager, old, new)
+            except ns.NamespaceError as exc:
+                raise MemoryCommandError(str(exc)) from None
+            show(f"moved {len(moved)} session(s) from {old} to this notebook: {moved}")
+            return
+        rows, total = cmd.sessions(ctx, max(1, args.n), args.all)
+        if args.all:
+            table = [
+                (r["namespace"], *row) for r, row in zip(rows, session_rows(rows), strict=True)
+            ]
+            headers = ("namespace", *SESSION_HEADERS)
+            show_table(f"{len(rows)} of {total} sessions in every namespace", headers, table)
+            return
         show_table(f"{len(rows)} of {total} sessions", SESSION_HEADERS, session_rows(rows))
 
     def _do_show(self, ctx: KernelContext, args: Any) -> None:
-        show(*render_session(cmd.session_document(ctx, args.session), max(1, args.n)))
+        show(*render_session(cmd.session_document(ctx, args.session_id), max(1, args.n)))
 
     def _do_compact(self, ctx: KernelContext, args: Any) -> None:
         if args.session and args.all:
             raise MemoryCommandError("give a SESSION or --all, not both")
-        done = cmd.compact(ctx, args.session)
+        done = cmd.compact(ctx, args.session_id if args.session else None)
         show(
             f"compacted {done} session(s)"
             if args.session is None
@@ -174,13 +204,13 @@ class MemoryMagics(Magics):
             raise MemoryCommandError("give a SESSION or --idle SECONDS (one of them)")
         if args.idle is not None:
             show(f"evicted {ctx.manager.evict_idle(args.idle)} session(s) idle >= {args.idle:g} s")
-        elif not ctx.manager.evict(args.session):
+        elif not ctx.manager.evict(args.session_id):
             raise MemoryCommandError(f"session {args.session!r} is not in memory")
         else:
             show(f"evicted {args.session!r} to the store")
 
     def _do_delete(self, ctx: KernelContext, args: Any) -> None:
-        if not ctx.manager.delete(args.session):
+        if not ctx.manager.delete(args.session_id):
             raise MemoryCommandError(f"no session {args.session!r}")
         show(f"deleted {args.session!r} from memory and the store")
 

@@ -15,6 +15,7 @@ from typing import Any, cast
 from IPython import display as _ipython_display
 
 from jupyter_agentmem.errors import mask_credentials
+from jupyter_agentmem.memory.document import field
 from jupyter_agentmem.units import human_bytes
 from jupyter_agentmem.watch.snapshot import fmt_age, html_table, text_table
 
@@ -67,6 +68,7 @@ def stats_rows(data: dict[str, Any]) -> list[Row]:
     """``stats()`` as name/value rows for people (``-o VAR`` keeps the raw dict)."""
     now = time.time()
     rows: list[Row] = [(f"memory.{k}", for_people(k, v, now)) for k, v in data["memory"].items()]
+    rows += [("namespace", data["namespace"])]
     rows += [(f"sessions.{k}", for_people(k, v, now)) for k, v in data["sessions"].items()]
     return [*rows, ("guard", data["guard"]), ("watch", "on" if data["watch"] else "off")]
 
@@ -79,12 +81,12 @@ def session_rows(rows: list[dict[str, Any]]) -> list[Row]:
     now = time.time()
     return [
         (
-            r["session_id"],
+            r.get("name", r["session_id"]),
             "yes" if r["in_memory"] else "no",
             "n/a" if r.get("messages") is None else r["messages"],
             human_bytes(r.get("estimated_bytes", r.get("stored_bytes"))),
             when(r.get("last_access"), now),
-            r.get("user_turns", "n/a"),
+            r.get("turns", "n/a"),
         )
         for r in rows
     ]
@@ -117,11 +119,13 @@ def _message_html(m: dict[str, Any], cap: int = 4000) -> str:
 
 def render_session(doc: dict[str, Any], last: int) -> tuple[str, str]:
     """Text and HTML of ``show``: the summary, then the last messages (tool results folded)."""
+    from .namespace import label
+
     messages = list(doc.get("messages") or [])[-last:]
     where = "in memory" if doc.get("in_memory") else "in the store (not restored)"
     head = (
-        f"session {doc['session_id']!r} ({where}): {doc.get('user_turns', 'n/a')} turn(s), "
-        f"{doc.get('total_turns', 0)} messages, {doc.get('compactions', 0)} compactions, "
+        f"session {label(doc['session_id'])!r} ({where}): {doc.get('turns', 'n/a')} turn(s), "
+        f"{field(doc, 'messages_total')} messages, {doc.get('compactions', 0)} compactions, "
         f"showing {len(messages)} recent messages"
     )
     summary = doc.get("summary") or "(no summary yet)"

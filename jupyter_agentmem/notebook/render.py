@@ -66,7 +66,9 @@ def code_blocks(text: str) -> str:
 
 def footer(response: Response) -> str:
     """``model · session · tokens · time · session memory`` after a turn."""
-    parts = [f"{response.model}", f"session `{response.session}`"]
+    from .namespace import label
+
+    parts = [f"{response.model}", f"session `{label(response.session)}`"]
     if response.usage is not None:
         u = response.usage
         parts.append(f"{u.prompt_tokens:,} → {u.completion_tokens:,} tokens")

@@ -14,6 +14,16 @@ with ``revision = r`` may only replace a stored one whose revision is ``r - 1``
 :class:`~jupyter_agentmem.errors.SessionConflictError` and writes nothing. The
 manager then merges (see ``state.merge_documents``) and saves again. A
 document without ``"revision"`` is written unconditionally.
+
+The turn log (optional, :class:`LogStore`): so that a kernel killed with SIGKILL
+loses no finished turn, each message is also appended to a per-session log as
+``(writer, seq, message JSON)``: ``writer`` names one SessionManager, ``seq``
+counts that writer's messages in that session (1, 2, ...). A saved document
+carries ``"log_marks": {writer: seq}``, the newest entry of each writer that it
+already contains; saving it drops those entries from the log (compaction), and a
+restore appends only the entries above the marks (``memory/journal.py``), so
+an entry is never applied twice, even if it reached the log after the document.
+Sessions that only have log entries (never saved whole) are listed and loadable.
 """
 
 from __future__ import annotations
@@ -41,3 +51,18 @@ class SessionStore(Protocol):
 
     def close(self) -> None:
         """Release connections and file handles; idempotent."""
+
+
+LogEntry = tuple[str, int, str]
+"""One logged message: (writer, seq, message as JSON text)."""
+
+
+@runtime_checkable
+class LogStore(SessionStore, Protocol):
+    """A store that also keeps the per-session turn log described above."""
+
+    def append_log(self, items: list[tuple[str, LogEntry]]) -> None:
+        """Append ``(session_id, entry)`` pairs in order, in one transaction."""
+
+    def read_log(self, session_id: str) -> list[LogEntry]:
+        """The session's log entries not compacted yet, oldest first."""

@@ -30,6 +30,14 @@ hang, while the manager keeps sessions in memory. A value under our prefix that
 we did not write raises :class:`StoreCorruptError` for that id only. Messages
 mask any password in the URL. Standalone or Sentinel Redis, not Redis Cluster
 (scripts touch several keys).
+
+Turn log (``stores/base.py``): ``{prefix}l:{{id}}`` is a LIST of entries
+``writer TAB seq TAB message-JSON``, appended by one script per session (which
+also indexes the id and pushes the TTL). The session id sits in a ``{...}`` hash
+tag so the log key and its compaction script already live in one Cluster slot.
+Saving a document with ``log_marks`` then runs a one-key script that drops the
+entries the document covers; that step need not be atomic with the save, since
+a restore skips covered entries anyway.
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from jupyter_agentmem.errors import SessionConflictError, StoreCorruptError, StoreError
 
-from .base import SessionData
+from .base import LogEntry, SessionData
 
 try:
     import redis
@@ -121,15 +129,46 @@ if ARGV[1] == 'count' then return redis.call('ZCARD', KEYS[1]) end
 return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
 
-# KEYS: index, key_1..key_n. ARGV: id_1..id_n. Returns the live ids, unindexes the others
-# (deleted outside this store, or evicted by a maxmemory policy).
+# KEYS: index, key_1..key_n, log_1..log_n. ARGV: id_1..id_n. Returns the live ids (a
+# document or a log), unindexes the others (deleted outside this store, or evicted by maxmemory).
 _PRUNE = """
-local live = {}
-for i = 1, #ARGV do
-  if redis.call('EXISTS', KEYS[i + 1]) == 1 then live[#live + 1] = ARGV[i]
+local live, n = {}, #ARGV
+for i = 1, n do
+  if redis.call('EXISTS', KEYS[i + 1], KEYS[n + i + 1]) > 0 then live[#live + 1] = ARGV[i]
   else redis.call('ZREM', KEYS[1], ARGV[i]) end
 end
 return live
+"""
+
+# KEYS: log, index, document. ARGV: id, ttl_ms, entry_1..entry_n.
+_APPEND = """
+for i = 3, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
+local ttl = tonumber(ARGV[2])
+local score = '+inf'
+if ttl > 0 then
+  score = now_ms() + ttl
+  redis.call('PEXPIREAT', KEYS[1], score)
+  if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PEXPIREAT', KEYS[3], score) end
+end
+redis.call('ZADD', KEYS[2], score, ARGV[1])
+return #ARGV - 2
+"""
+
+# KEYS: log. ARGV: JSON {writer: seq}. Drops the entries at or below their writer's mark.
+_COMPACT = """
+local marks = cjson.decode(ARGV[1])
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+local kept = {}
+for _, e in ipairs(items) do
+  local w, j = string.match(e, '^([^\t]*)\t(%d+)\t')
+  if w == nil or marks[w] == nil or tonumber(j) > tonumber(marks[w]) then kept[#kept + 1] = e end
+end
+if #kept == #items then return 0 end
+local ttl = redis.call('PTTL', KEYS[1])
+redis.call('DEL', KEYS[1])
+for _, e in ipairs(kept) do redis.call('RPUSH', KEYS[1], e) end
+if ttl > 0 and #kept > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+return #items - #kept
 """
 
 
@@ -178,6 +217,7 @@ class RedisStore:
         self.compress_threshold = compress_threshold
         self._ttl_ms = 0 if ttl is None else max(1, round(ttl * 1000))
         self._keys = prefix.encode() + b"s:"
+        self._logs = prefix.encode() + b"l:"
         self._index = prefix.encode() + b"ids"
         self._closed = False
         self._owns_client = client is None
@@ -203,6 +243,8 @@ class RedisStore:
         self._load_script = client.register_script(_NOW + _LOAD_TOUCH)
         self._index_script = client.register_script(_NOW + _INDEX)
         self._prune_script = client.register_script(_PRUNE)
+        self._append_script = client.register_script(_NOW + _APPEND)
+        self._compact_script = client.register_script(_COMPACT)
 
     # ------------------------------------------------------------- helpers
     @contextmanager
@@ -221,6 +263,9 @@ class RedisStore:
                 f"Redis at {self.url} failed while {doing} ({type(exc).__name__}: {exc}); "
                 "check that redis-server is running and reachable"
             ) from exc
+
+    def _log_key(self, session_id: str) -> bytes:
+        return self._logs + b"{" + _id_bytes(session_id) + b"}"
 
     def _foreign(
         self, session_id: str, why: str = "a value jupyter-agentmem did not write"
@@ -268,7 +313,8 @@ class RedisStore:
         Redis is busy while the script runs, so pass hundreds, not millions.
         """
         batch = []
-        for session_id, data in items:
+        items_list = list(items)
+        for session_id, data in items_list:
             revision = data.get("revision")
             expected = "" if revision is None else str(int(revision))
             batch.append((session_id, expected, self._encode(session_id, data)))
@@ -281,6 +327,7 @@ class RedisStore:
         with self._io("saving sessions"):
             status, index, stored = self._save_script(keys=keys, args=args)
         if status == 1:
+            self._compact([(sid, data.get("log_marks")) for sid, data in items_list])
             return len(batch)
         session_id, expected, _ = batch[int(index) - 1]
         if status == 0:
@@ -289,6 +336,45 @@ class RedisStore:
                 f"this write expected {int(expected) - 1} (another kernel changed it)"
             )
         raise self._foreign(session_id)
+
+    def _compact(self, saved: list[tuple[str, Any]]) -> None:
+        """Drop the log entries each saved document covers (best effort, see the module doc)."""
+        todo = [(sid, marks) for sid, marks in saved if isinstance(marks, dict) and marks]
+        if not todo:
+            return
+        with self._io("compacting the turn log"):
+            pipe = self._client.pipeline(transaction=False)
+            for sid, marks in todo:
+                self._compact_script(
+                    keys=[self._log_key(sid)], args=[json.dumps(marks)], client=pipe
+                )
+            pipe.execute()
+
+    def append_log(self, items: list[tuple[str, LogEntry]]) -> None:
+        """Append turn-log entries: one script per session, all in one round trip."""
+        grouped: dict[str, list[bytes]] = {}
+        for sid, (writer, seq, message) in items:
+            line = f"{writer}\t{int(seq)}\t{message}".encode("utf-8", "surrogatepass")
+            grouped.setdefault(sid, []).append(line)
+        with self._io("appending to the turn log"):
+            pipe = self._client.pipeline(transaction=False)
+            for sid, lines in grouped.items():
+                keys = [self._log_key(sid), self._index, self._keys + _id_bytes(sid)]
+                args: list[bytes | int] = [_id_bytes(sid), self._ttl_ms, *lines]
+                self._append_script(keys=keys, args=args, client=pipe)
+            pipe.execute()
+
+    def read_log(self, session_id: str) -> list[LogEntry]:
+        with self._io("reading the turn log", session_id):
+            raw: list[Any] = self._client.lrange(self._log_key(session_id), 0, -1)
+        entries: list[LogEntry] = []
+        for line in raw:
+            try:
+                writer, seq, message = line.decode("utf-8", "surrogatepass").split("\t", 2)
+                entries.append((writer, int(seq), message))
+            except ValueError as exc:
+                raise self._foreign(session_id, f"a damaged turn log ({exc})") from exc
+        return entries
 
     def load(self, session_id: str) -> SessionData | None:
         key = self._keys + _id_bytes(session_id)
@@ -306,19 +392,24 @@ class RedisStore:
         ident = _id_bytes(session_id)
         with self._io("deleting a session"):
             pipe = self._client.pipeline(transaction=True)
-            pipe.delete(self._keys + ident)
+            pipe.delete(self._keys + ident, self._log_key(session_id))
             pipe.zrem(self._index, ident)
             removed, _ = pipe.execute()
         return bool(removed)
 
     def list_ids(self) -> list[str]:
         """Every persisted id, soonest to expire first (by id without TTL)."""
-        live: list[bytes] = []
+        live: list[Any] = []
         with self._io("listing sessions"):
             ids: list[bytes] = self._index_script(keys=[self._index], args=["list"])
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start : start + _CHUNK]
-                keys = [self._index, *(self._keys + ident for ident in chunk)]
+                names = [ident.decode("utf-8", "surrogatepass") for ident in chunk]
+                keys = [
+                    self._index,
+                    *(self._keys + ident for ident in chunk),
+                    *(self._log_key(name) for name in names),
+                ]
                 live += self._prune_script(keys=keys, args=chunk)
         return [ident.decode("utf-8", "surrogatepass") for ident in live]
 

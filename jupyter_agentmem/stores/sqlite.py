@@ -5,10 +5,19 @@ sessions per second) and let several kernels share one file safely. Documents
 are JSON text, never pickles. The schema is versioned by named, idempotent
 migrations recorded in a table, and a file that is not ours is refused rather
 than overwritten.
+
+The turn log (see ``stores/base.py``) is the ``journal`` table, appended by the
+manager's background writer in one transaction per group of messages; saving a
+document deletes the entries it covers in the same transaction.
+
+Errors say what happened: a full disk, a read-only file or directory, a busy
+file and a damaged file each get their own message (:func:`explain`), never
+SQLite's internal follow-up error.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
@@ -17,11 +26,26 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from jupyter_agentmem.errors import SessionConflictError, StoreCorruptError, StoreError
+from jupyter_agentmem.errors import (
+    SessionConflictError,
+    StoreCorruptError,
+    StoreError,
+    StoreFullError,
+    StoreReadOnlyError,
+)
 
-from .base import SessionData
+from .base import LogEntry, SessionData
 
 APPLICATION_ID = 0x41474D45  # "AGME": marks the file as ours in its SQLite header
+_PERM, _BUSY, _READONLY, _FULL, _CANTOPEN = 3, 5, 8, 13, 14  # SQLite primary result codes
+_LOG_ONLY = "SELECT {} FROM journal WHERE session_id NOT IN (SELECT id FROM sessions)"
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open: SQLite already rolled back after a full
+    disk, and a second ROLLBACK would hide the real error behind 'no transaction is active'."""
+    if db.in_transaction:
+        db.execute("ROLLBACK")
 
 
 def _m001_sessions(db: sqlite3.Connection) -> None:
@@ -38,10 +62,61 @@ def _m002_updated_index(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS sessions_updated_at ON sessions(updated_at)")
 
 
+def _m003_journal(db: sqlite3.Connection) -> None:
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS journal ("
+        " id INTEGER PRIMARY KEY,"
+        " session_id TEXT NOT NULL,"
+        " writer TEXT NOT NULL,"
+        " seq INTEGER NOT NULL,"
+        " message TEXT NOT NULL)"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS journal_session ON journal(session_id, writer, seq)")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("m001_sessions", _m001_sessions),
     ("m002_updated_index", _m002_updated_index),
+    ("m003_journal", _m003_journal),
 ]
+
+
+def explain(exc: BaseException, path: Path, doing: str) -> StoreError:
+    """An error that says what happened to the file and what to do about it."""
+    text = str(exc)
+    low = text.lower()
+    code = int(getattr(exc, "sqlite_errorcode", -1)) & 0xFF  # primary result code
+    os_error = getattr(exc, "errno", None)
+    if os_error == errno.ENOSPC or code == _FULL or "disk is full" in low:
+        return StoreFullError(
+            f"the disk holding {path} is full, so {doing} failed ({text}); the sessions stay "
+            "in memory. Free some space there, or move the store to another disk with "
+            "%agent_memory config store_url=sqlite:///OTHER/PATH.sqlite3"
+        )
+    if (
+        code in (_READONLY, _CANTOPEN, _PERM)
+        or "readonly" in low
+        or "unable to open" in low
+        or os_error in (errno.EROFS, errno.EACCES, errno.EPERM)
+    ):
+        return StoreReadOnlyError(
+            f"{path} cannot be written by this process (the file or its directory is "
+            f"read-only, or it is not a file), so {doing} failed ({text}). Make the file "
+            "and its directory writable (SQLite also writes "
+            f"'{path.name}-wal' and '-shm' next to it), or choose a writable store with "
+            "c.AgentMem.store_url = 'sqlite:///WRITABLE/PATH.sqlite3'"
+        )
+    if code == _BUSY or "locked" in low:
+        return StoreError(
+            f"{path} stayed locked by another process, so {doing} failed ({text}); the "
+            "sessions stay in memory and are written later"
+        )
+    if isinstance(exc, sqlite3.OperationalError | OSError):
+        return StoreError(f"{doing} failed on {path}: {text}")
+    return StoreCorruptError(
+        f"{path} is not a readable jupyter-agentmem store ({text}); it was left "
+        "untouched: move it away or choose another store path"
+    )
 
 
 class SQLiteStore:
@@ -49,23 +124,20 @@ class SQLiteStore:
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0) -> None:
         self.path = Path(path).expanduser()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._closed = False
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
                 self.path, timeout=timeout, isolation_level=None, check_same_thread=False
             )
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open session store {self.path}: {exc}") from exc
+        except (sqlite3.Error, OSError) as exc:
+            raise explain(exc, self.path, "opening the session store") from exc
         try:
             self._open()
         except sqlite3.DatabaseError as exc:
             self._db.close()
-            raise StoreCorruptError(
-                f"{self.path} is not a readable jupyter-agentmem store ({exc}); it was left "
-                "untouched: move it away or choose another store path"
-            ) from exc
+            raise explain(exc, self.path, "opening the session store") from exc
         except StoreError:
             self._db.close()
             raise
@@ -76,7 +148,7 @@ class SQLiteStore:
         tables = {
             row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         }
-        ours = {"sessions", "agentmem_migrations"}
+        ours = {"sessions", "agentmem_migrations", "journal"}
         if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables - ours):
             raise StoreCorruptError(
                 f"{self.path} is a SQLite database of another application; it was left "
@@ -98,7 +170,7 @@ class SQLiteStore:
                     db.execute("INSERT INTO agentmem_migrations VALUES (?, ?)", (name, time.time()))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
 
     @property
@@ -116,7 +188,13 @@ class SQLiteStore:
     @staticmethod
     def _encode(data: SessionData) -> str:
         try:
-            return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+            text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+            if not text.isascii():
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:  # lone surrogates: escaped, json.loads restores them
+                    text = json.dumps(data, allow_nan=False, separators=(",", ":"))
+            return text
         except (TypeError, ValueError) as exc:
             raise StoreError(f"session document is not JSON: {exc}") from exc
 
@@ -135,28 +213,66 @@ class SQLiteStore:
             "INSERT OR REPLACE INTO sessions (id, revision, updated_at, data) VALUES (?, ?, ?, ?)",
             (session_id, int(revision), time.time(), self._encode(data)),
         )
+        marks = data.get("log_marks")
+        if isinstance(marks, dict) and marks:
+            db.executemany(
+                "DELETE FROM journal WHERE session_id = ? AND writer = ? AND seq <= ?",
+                [(session_id, str(w), int(seq)) for w, seq in marks.items()],
+            )
 
     def save(self, session_id: str, data: SessionData) -> None:
         self.save_many([(session_id, data)])
 
     def save_many(self, items: Iterable[tuple[str, SessionData]]) -> int:
         """Save several sessions in one transaction (all or nothing)."""
+        count = 0
+
+        def write(db: sqlite3.Connection) -> None:
+            nonlocal count
+            for session_id, data in items:
+                self._write(db, session_id, data)
+                count += 1
+
+        self._transaction(write, "saving sessions")
+        return count
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], None], doing: str) -> None:
+        """Run ``work`` in one write transaction; SQLite errors are explained."""
         with self._lock:
             db = self._check()
-            count = 0
             try:
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    for session_id, data in items:
-                        self._write(db, session_id, data)
-                        count += 1
+                    work(db)
                     db.execute("COMMIT")
                 except BaseException:
-                    db.execute("ROLLBACK")
+                    _rollback(db)
                     raise
             except sqlite3.DatabaseError as exc:
-                raise StoreError(f"cannot write to {self.path}: {exc}") from exc
-            return count
+                raise explain(exc, self.path, doing) from exc
+
+    def append_log(self, items: list[tuple[str, LogEntry]]) -> None:
+        """Append turn-log entries in one transaction (the background writer's group commit)."""
+        rows = [(sid, writer, seq, message) for sid, (writer, seq, message) in items]
+
+        def write(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "INSERT INTO journal (session_id, writer, seq, message) VALUES (?, ?, ?, ?)", rows
+            )
+
+        self._transaction(write, "appending to the turn log")
+
+    def read_log(self, session_id: str) -> list[LogEntry]:
+        with self._lock:
+            db = self._check()
+            try:
+                rows = db.execute(
+                    "SELECT writer, seq, message FROM journal WHERE session_id = ? ORDER BY id",
+                    (session_id,),
+                ).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise explain(exc, self.path, "reading the turn log") from exc
+        return [(str(w), int(seq), str(message)) for w, seq, message in rows]
 
     def load(self, session_id: str) -> SessionData | None:
         with self._lock:
@@ -166,7 +282,7 @@ class SQLiteStore:
                     "SELECT data, revision FROM sessions WHERE id = ?", (session_id,)
                 ).fetchone()
             except sqlite3.DatabaseError as exc:
-                raise StoreCorruptError(f"cannot read {self.path}: {exc}") from exc
+                raise explain(exc, self.path, "reading a session") from exc
         if row is None:
             return None
         try:
@@ -182,19 +298,35 @@ class SQLiteStore:
         return data
 
     def delete(self, session_id: str) -> bool:
-        with self._lock:
-            db = self._check()
-            return db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
+        removed = 0
+
+        def work(db: sqlite3.Connection) -> None:
+            nonlocal removed
+            removed += db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount
+            removed += db.execute(
+                "DELETE FROM journal WHERE session_id = ?", (session_id,)
+            ).rowcount
+
+        self._transaction(work, "deleting a session")
+        return removed > 0
 
     def list_ids(self) -> list[str]:
+        """Saved sessions (least recently saved first), then those only in the turn log."""
         with self._lock:
             db = self._check()
-            return [row[0] for row in db.execute("SELECT id FROM sessions ORDER BY updated_at")]
+            rows = (
+                db.execute("SELECT id FROM sessions ORDER BY updated_at").fetchall()
+                + db.execute(_LOG_ONLY.format("DISTINCT session_id")).fetchall()
+            )
+            return [row[0] for row in rows]
 
     def count(self) -> int:
         """Number of persisted sessions (cheap; used by ``SessionManager.stats``)."""
         with self._lock:
-            return int(self._check().execute("SELECT COUNT(*) FROM sessions").fetchone()[0])
+            db = self._check()
+            saved = db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0]
+            logged = db.execute(_LOG_ONLY.format("COUNT(DISTINCT session_id)")).fetchone()[0]
+            return int(saved) + int(logged)
 
     def close(self) -> None:
         with self._lock:

@@ -201,6 +201,7 @@ class MemoryGuard:
         self._interval, self._notify, self._release = interval, notify, release
         self.first_batch = max(1, first_batch)
         self.reports: deque[GuardReport] = deque(maxlen=20)
+        self._evicted_total = 0  # every report's evictions, not only the last 20
         self.checks = 0
         self._episode: GuardReport | None = None  # what this critical period did so far
         self._told_empty = False
@@ -223,7 +224,8 @@ class MemoryGuard:
 
     @property
     def evicted_total(self) -> int:
-        return sum(r.evicted for r in self.reports)
+        """Sessions evicted by this guard since it started (a true total)."""
+        return self._evicted_total
 
     def start(self) -> None:
         if self._thread is None:
@@ -268,7 +270,7 @@ class MemoryGuard:
                 self._told_empty = True
                 self._tell("guard-empty", _empty_text(snap))
             return None
-        before = int(self.manager.stats()["estimated_bytes"])
+        before = self.manager.stats().estimated_bytes
         evicted, done, batch, after = 0, 0, self.first_batch, snap
         while done < len(ids):
             chosen = ids[done : done + batch]
@@ -293,10 +295,11 @@ class MemoryGuard:
             int(snap["limit_bytes"]),
             snap["limit_source"],
             evicted,
-            max(0, before - int(stats["estimated_bytes"])),
-            int(stats["sessions_in_memory"]),
+            max(0, before - stats.estimated_bytes),
+            stats.sessions_in_memory,
         )
         self.reports.append(report)
+        self._evicted_total += evicted
         log.info("memory guard: %s", report)
         if evicted:  # one message per critical period: a pending one is replaced, not added
             ep = self._episode

@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict
 
+from jupyter_agentmem.memory.stats import ManagerStats
 from jupyter_agentmem.units import human_bytes
 
 from .guard import describe_guard
@@ -37,7 +38,7 @@ class SessionTotals(TypedDict):
     compactions: int
     evictions: int
     restores: int
-    truncated_bytes_saved: int
+    truncated_chars_saved: int
     last_store_error: str | None
 
 
@@ -62,23 +63,20 @@ class KernelSnapshot(TypedDict):
     guard: str  # one line about the memory guard
 
 
-def session_totals(stats: Mapping[str, Any]) -> SessionTotals:
-    """Pick the shown counters out of ``SessionManager.stats()``.
-
-    Indexing (not ``.get``) on purpose: a counter renamed in the manager raises
-    here, in the tests, instead of showing a silent 0 on the dashboard.
-    """
+def session_totals(stats: ManagerStats) -> SessionTotals:
+    """Pick the shown counters out of ``SessionManager.stats()`` (typed: a counter
+    renamed in the manager fails ``mypy`` instead of showing a silent 0)."""
     return {
-        "sessions_in_memory": int(stats["sessions_in_memory"]),
-        "sessions_persisted": stats["sessions_persisted"],
-        "max_sessions": int(stats["max_sessions"]),
-        "estimated_bytes": int(stats["estimated_bytes"]),
-        "max_memory_bytes": int(stats["max_memory_bytes"]),
-        "compactions": int(stats["compactions"]),
-        "evictions": int(stats["evictions"]),
-        "restores": int(stats["restores"]),
-        "truncated_bytes_saved": int(stats["truncated_bytes_saved"]),
-        "last_store_error": stats["last_store_error"],
+        "sessions_in_memory": stats.sessions_in_memory,
+        "sessions_persisted": stats.sessions_persisted,
+        "max_sessions": stats.max_sessions,
+        "estimated_bytes": stats.estimated_bytes,
+        "max_memory_bytes": stats.max_memory_bytes,
+        "compactions": stats.compactions,
+        "evictions": stats.evictions,
+        "restores": stats.restores,
+        "truncated_chars_saved": stats.truncated_chars_saved,
+        "last_store_error": stats.last_store_error,
     }
 
 
@@ -197,7 +195,7 @@ def totals_rows(ses: SessionTotals) -> list[tuple[str, str]]:
             "compactions / evictions / restores",
             f"{ses['compactions']:,} / {ses['evictions']:,} / {ses['restores']:,}",
         ),
-        ("truncated bytes saved", human_bytes(ses["truncated_bytes_saved"])),
+        ("truncated chars saved", f"{ses['truncated_chars_saved']:,}"),
     ]
 
 

@@ -1,0 +1,216 @@
+"""The manager's eviction path: choose victims, save them without the lock, book it.
+
+A mixin of :class:`~jupyter_agentmem.memory.manager.SessionManager` (one class,
+split across two modules so each has one job): this half owns the budgets and
+the write path, the other the public API. A session stays in the books until its
+save has landed, so Ctrl-C at any store call leaves it listed and saved by
+``close()``; a save whose outcome is unknown is recognised later by its write id
+(``persist.py``), never merged twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from jupyter_agentmem.errors import SessionConflictError, StoreCorruptError, StoreError
+from jupyter_agentmem.stores.base import SessionStore
+
+from . import persist
+from .books import Budget, LiveSessions
+from .document import Document, field, new_write_id, with_write, writes_of
+from .journal import Journal
+from .persist import Pending
+from .policy import StatePolicy
+from .state import ConversationState
+
+log = logging.getLogger("jupyter_agentmem.memory.manager")
+
+_PENDING_KEPT = 4  # unconfirmed writes remembered per session (bounded)
+
+
+@dataclass(frozen=True)
+class _Write:
+    """One save in flight: the snapshot and what it was taken from."""
+
+    state: ConversationState
+    doc: Document
+    version: tuple[int, int]
+    turns: int  # messages_total of the snapshot
+    base: int  # messages_total of the last save known to have landed
+    pending: tuple[Pending, ...]
+    evict: bool
+
+
+class Evictions:
+    """Budgets and the write path (state declared here, set by ``SessionManager``)."""
+
+    store: SessionStore
+    policy: StatePolicy
+    lock: threading.RLock
+    max_sessions: int
+    max_memory_bytes: int
+    idle_timeout: float | None
+    retry_after: float
+    last_store_error: str | None
+    _io_lock: threading.Lock
+    _live: LiveSessions
+    _counters: dict[str, int]
+    _saving: int
+    _oversize_warned: bool
+    _store_down_until: float
+    _closed: bool
+    journal: Journal | None
+    _writer: str | None
+
+    def count(self, counter: str, amount: int = 1) -> None:
+        with self.lock:
+            self._counters[counter] += amount
+
+    # ---------------------------------------------------------------- budget
+    def enforce_budget(self) -> None:
+        """Apply the count, byte and idle budgets now (runs after every operation)."""
+        if not self._closed and self._over_budget():
+            self._evict_now()
+
+    settle = enforce_budget  # StateOwner: a public operation of a state finished
+
+    def _over_budget(self) -> bool:
+        """A cheap hint (the decision is re-made under the lock): is there work?"""
+        live = self._live
+        if len(live) > self.max_sessions or live.nbytes > self.max_memory_bytes:
+            if len(live) <= 1:  # the one session in use is never evicted to make room
+                self._warn_oversized()
+                return False
+            return time.time() >= self._store_down_until
+        self._oversize_warned = False
+        if self.idle_timeout is None:
+            return False
+        with self.lock:
+            return live.oldest_is_idle(self.idle_timeout)
+
+    def _warn_oversized(self) -> None:
+        with self.lock:
+            nbytes, sid = self._live.nbytes, self._live.in_use()
+            if self._oversize_warned or nbytes <= self.max_memory_bytes or sid is None:
+                return
+            self._oversize_warned = True
+            self._counters["oversized_sessions"] += 1
+        log.warning(
+            "session %r alone is larger than max_memory_bytes (%s > %s bytes): it stays in "
+            "memory, over budget; raise max_memory_bytes or lower max_recent_bytes",
+            sid,
+            f"{nbytes:,}",
+            f"{self.max_memory_bytes:,}",
+        )
+
+    # -------------------------------------------------------------- eviction
+    def _evict_now(self, force: Iterable[str] = ()) -> list[_Write]:
+        """Snapshot and write victims; writes are serialised by ``_io_lock`` (never the
+        main lock), so each snapshot carries the revision of the previous save."""
+        with self._io_lock:
+            batch = self._select_victims(force)
+            for item in batch:
+                self._write(item)
+            return batch
+
+    def _select_victims(self, force: Iterable[str]) -> list[_Write]:
+        """Forced, idle, then LRU sessions until the budgets hold; the session in use
+        (most recent) is never chosen to make room. Nothing leaves ``_live`` here."""
+        with self.lock:
+            if time.time() < self._store_down_until:
+                return []
+            budget = Budget(self.max_sessions, self.max_memory_bytes, self.idle_timeout)
+            chosen, nbytes = self._live.victims(force, budget)
+            if len(self._live) - len(chosen) == 1 and nbytes > self.max_memory_bytes:
+                self._warn_oversized()
+            return [self._snapshot(state, evict=True) for state in chosen]
+
+    def _snapshot(self, state: ConversationState, evict: bool) -> _Write:
+        """The document to save, stamped with a new write id (lock held)."""
+        doc = state.to_dict()
+        write_id = new_write_id()
+        with_write(doc, doc["writes"], write_id)
+        doc["revision"] = state.revision + 1
+        if self.journal is not None:  # this snapshot covers the turn log so far
+            self.journal.snapshotted(state.session_id)
+        turns = state.messages_total
+        pending = (*state.pending, (write_id, turns))[-_PENDING_KEPT:]
+        state.pending = pending  # until confirmed: it may land even if we never hear back
+        return _Write(state, doc, state.version, turns, state.base_total, pending, evict)
+
+    def _write(self, item: _Write) -> bool:
+        """Store I/O without the lock; a failure keeps the session in memory."""
+        sid = item.state.session_id
+        with self.lock:
+            self._saving += 1
+        try:
+            if self.journal is not None:  # logged entries land before the save covering them
+                self.journal.sync(self.journal.window)
+            saved, _ = persist.save_merging(
+                self.store,
+                sid,
+                item.doc,
+                item.base,
+                item.pending,
+                self.policy.max_summary_chars,
+                lambda: self.count("conflicts_merged"),
+                self._writer,
+            )
+        except Exception as exc:  # any backend failure: keep the data, warn once
+            self._write_failed(item, exc)
+            return False
+        finally:
+            with self.lock:
+                self._saving -= 1
+        with self.lock:
+            self._written(item, saved)
+        return True
+
+    def _written(self, item: _Write, saved: Document) -> None:
+        """Book a landed save (lock held): unload an unchanged victim, or take in
+        the turns another writer added when the save had to merge."""
+        state, sid = item.state, item.state.session_id
+        owner: object = state.owner
+        if owner is not self:
+            return  # deleted meanwhile
+        merged = saved is not item.doc
+        state.revision = int(saved["revision"])
+        state.lineage = " ".join(writes_of(saved))
+        state.pending = ()
+        state.base_total = int(field(saved, "messages_total")) if merged else item.turns
+        self._live.backoff.pop(sid, None)
+        if item.evict and state.version == item.version and self._live.get(sid) is state:
+            self._live.remove(sid)
+            state.unload()
+            self._counters["evictions"] += 1
+        elif merged:
+            state.rebase(saved, item.turns)
+
+    def _write_failed(self, item: _Write, exc: Exception) -> None:
+        """A store outage pauses all writes for ``retry_after``; a failure of this one
+        document (it cannot be encoded, its stored copy is damaged, it kept
+        conflicting) only backs this session off, so the others still evict."""
+        sid = item.state.session_id
+        outage = isinstance(exc, StoreError) and not isinstance(
+            exc, (SessionConflictError, StoreCorruptError)
+        )
+        with self.lock:
+            self._counters["persist_failures"] += 1
+            first = self.last_store_error is None
+            self.last_store_error = f"{type(exc).__name__}: {exc}"
+            until = time.time() + self.retry_after
+            if outage:
+                self._store_down_until = until
+            elif sid in self._live:
+                self._live.backoff[sid] = until
+        if first:
+            log.warning(
+                "could not persist session %r (%s); sessions stay in memory, over budget, "
+                "and will be written when the store is back",
+                sid,
+                exc,
+            )
