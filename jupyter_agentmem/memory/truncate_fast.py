@@ -64,7 +64,7 @@ def dumps(value: object) -> str | None:
     if orjson is None:
         return None
     try:
-        data = orjson.dumps(value, option=_NATIVE_ONLY)
+        data: bytes = orjson.dumps(value, option=_NATIVE_ONLY)
     except orjson.JSONEncodeError:
         return None
     # C passes (a regex takes ~10x longer); "0.0000" also flags e.g. 10.00001: harmless
