@@ -148,6 +148,7 @@ def test_property_rows_fast_path_writes_what_the_walk_writes(
     doc: Any = {"rows": items, "count": len(items)} if wrap else items
     text = json.dumps(doc, indent=1)
     t = ToolOutputTruncator(max_chars=max_chars, max_depth=depth, max_items=box, max_keys=box)
+    t._jumps = 0  # the walk has no prefix sums to jump by: compare the same search
     fast, walked = t.truncate_ex(text), t.truncate_ex(doc)
     assert fast.is_json and len(fast.text) <= max_chars
     strict_loads(fast.text)
@@ -179,3 +180,20 @@ def test_fast_path_agrees_with_the_walk_at_every_limit(
     text = json.dumps(doc)
     assert len(text) > 300  # limits shape only what does not fit as is
     assert t.truncate(text) == t.truncate(doc)
+
+
+def test_rows_jump_keeps_the_most_rows_that_fit() -> None:
+    """The limit search jumps to the rows the prefix sums allow: one more row would pass
+    the budget, and no fewer rows are kept than by the plain halving search."""
+    from .workload import tool_result
+
+    jumping, halving = ToolOutputTruncator(), ToolOutputTruncator()
+    halving._jumps = 0
+    for turn in range(16):
+        text = tool_result(turn, turn % 4)
+        got = jumping.truncate(text)
+        rows, old = json.loads(got)["rows"], json.loads(halving.truncate(text))["rows"]
+        assert len(rows) >= len(old)
+        shown = len(rows) - 1  # the last item is the "...(N more items)" marker
+        more = json.dumps(json.loads(text)["rows"][shown], separators=(",", ":"))
+        assert len(got) + len(more) + 1 > 2000

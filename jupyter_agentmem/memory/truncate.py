@@ -24,6 +24,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from .truncate_fast import UNSURE
+from .truncate_fast import loads as fast_loads
 from .truncate_json import (
     JSON_START,
     MISSING,
@@ -52,9 +54,10 @@ __all__ = ["ToolOutputTruncator", "TruncationResult"]
 
 _CLOSERS = {"[": "]", "{": "}", '"': '"'}
 _DEPTH_CAP = 100  # far below the recursion limit, whatever max_depth says
+_JUMPS = 4  # attempts that jump to the rows the prefix sums say fit, then halving
 _REFINE = 3  # attempts spent growing the limits back after the first fit
 _BOM = "\ufeff"
-_Parsed = tuple[object, str, frozenset[int]]
+_Parsed = tuple[object, str, frozenset[int], bool]  # value, note, open ids, orjson read it
 
 
 @dataclass(slots=True, frozen=True)
@@ -128,6 +131,7 @@ class ToolOutputTruncator:
         self._preview = max(64, max_chars // 16)  # strings are cut first, down to this
         self._window = min(self.parse_limit, 64 * max_chars)
         self._max_values = max_chars // 2 + 16  # each value shown takes >= 2 chars
+        self._jumps = _JUMPS  # 0: the plain halving search (tests compare both paths)
         self._lock = threading.Lock()
         self.calls = self.truncations = self.bytes_saved = 0
 
@@ -173,7 +177,8 @@ class ToolOutputTruncator:
         i = skip_ws(s)
         if i < len(s) and s[i] in JSON_START:
             try:
-                decode_strict(s)
+                if fast_loads(s) is UNSURE:  # orjson refuses NaN / Infinity: ask json
+                    decode_strict(s)
                 return TruncationResult(s, total, False, True)
             except (NotStrict, ValueError, RecursionError):
                 if (result := self._from_json(s, s, total, unit, True)) is not None:
@@ -187,8 +192,10 @@ class ToolOutputTruncator:
         parsed = self._parse(head, tail, total, unit, whole)
         if parsed is None:
             return None
-        value, note, open_ids = parsed
-        writer = None if value is MISSING else self._render(value, note, open_ids, plain=True)
+        value, note, open_ids, fast = parsed
+        writer = (
+            None if value is MISSING else self._render(value, note, open_ids, plain=True, fast=fast)
+        )
         text = "".join(writer.parts) if writer else self._fallback("JSON", f"{total:,} {unit}")
         return TruncationResult(text, total, writer is None or writer.cut or bool(note), True)
 
@@ -199,8 +206,10 @@ class ToolOutputTruncator:
         if i == len(head) or head[i] not in JSON_START:
             return None
         if whole:
+            if (value := fast_loads(head)) is not UNSURE:
+                return value, "", frozenset(), True
             try:
-                return decode(head), "", frozenset()
+                return decode(head), "", frozenset(), False
             except RecursionError:
                 total, unit = len(head), "chars"
             except ValueError:
@@ -219,8 +228,8 @@ class ToolOutputTruncator:
         elif truncated:
             at = self._window
         else:
-            return value, "", open_ids
-        return value, f"input cut at {at:,} of {total:,} {unit}", open_ids
+            return value, "", open_ids, False
+        return value, f"input cut at {at:,} of {total:,} {unit}", open_ids, False
 
     def _from_object(self, obj: object) -> TruncationResult:
         writer = self._render(obj, "", frozenset())
@@ -235,7 +244,12 @@ class ToolOutputTruncator:
         return TruncationResult(text, max(guess, len(text)), True, True)
 
     def _render(
-        self, value: object, note: str, open_ids: frozenset[int], plain: bool = False
+        self,
+        value: object,
+        note: str,
+        open_ids: frozenset[int],
+        plain: bool = False,
+        fast: bool = False,
     ) -> Writer | None:
         """Serialise ``value`` within the budget, tightening the limits until it fits.
 
@@ -247,10 +261,11 @@ class ToolOutputTruncator:
         bisection), keeping as many rows as fit. If both scales are minimal the
         depth is halved. None: nothing fitted (the caller writes a marker string).
         ``plain``: ``value`` was decoded from JSON text, so closed containers may be
-        written from their C encoding (kept for every attempt of this call).
+        written from their C encoding (kept for every attempt of this call); ``fast``:
+        orjson decoded it, so orjson may encode them (see ``truncate_fast``).
         """
         clips: Clips = {}
-        cache = Plain() if plain else None
+        cache = Plain(fast) if plain else None
         tried: dict[Limits, Writer] = {}
         depth = min(self.max_depth, _DEPTH_CAP)
 
@@ -275,7 +290,7 @@ class ToolOutputTruncator:
                     writer.parts.clear()  # only its sizes are still needed
             return tried[lim]
 
-        scales, failed, dim = [1.0, 1.0], 0.0, 0
+        scales, failed, dim, jumps = [1.0, 1.0], 0.0, 0, 0
         while not (best := attempt(scales)).fits:
             box_min = scales[0] * max(self.max_items, self.max_keys) <= 1
             text_min = scales[1] * self._string0 <= 8
@@ -287,7 +302,16 @@ class ToolOutputTruncator:
                 break
             dim = 1 if (long_text or box_min) and not text_min else 0
             failed = scales[dim]
-            scales[dim] /= 2
+            rows = best.rows_to_try() if dim == 0 and jumps < self._jumps else 0
+            if 0 < rows < best.lim.items:  # straight to the rows the prefix sums allow
+                scales[0], jumps = rows / self.max_items, jumps + 1
+            else:
+                scales[dim] /= 2
+        if jumps and dim == 0 and best.fits:  # a jump is a guess: does one more row fit?
+            trial = [(best.lim.items + 1) / self.max_items, scales[1]]
+            if not (writer := attempt(trial)).fits:
+                return best  # usually cheap: the rows' prefix sums refuse it at once
+            scales, best = trial, writer
         for _ in range(_REFINE if failed and best.fits else 0):
             span, trial = failed - scales[dim], list(scales)
             guess = scales[dim] * self.max_chars / max(best.size, 1)  # size ~ proportional

@@ -14,6 +14,7 @@ import dataclasses
 import datetime as _dt
 import math
 from _json import encode_basestring as _quote  # json's C quoting; keeps non-ASCII as is
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from itertools import islice
@@ -116,8 +117,8 @@ class Writer:
     """
 
     __slots__ = (
-        "cap", "clip_len", "clips", "cut", "fits", "lim", "long", "note", "open_ids",
-        "parts", "path", "plain", "size",
+        "cap", "clip_len", "clips", "cut", "fits", "hint", "last", "lim", "long", "note",
+        "open_ids", "parts", "path", "plain", "size",
     )  # fmt: skip
 
     def __init__(
@@ -138,6 +139,8 @@ class Writer:
         self.fits = False  # set when the attempt finished within the budget
         self.long = 0  # chars written for strings longer than 40 chars
         self.path: list[int] = []  # ids of the containers being written, to spot cycles
+        self.hint = 0  # rows that fit where the budget ran out in a list (0: unknown)
+        self.last: tuple[Rows, int] | None = None  # the last rows written in one piece
 
     def put(self, s: str) -> None:
         self.size += len(s)
@@ -163,7 +166,7 @@ class Writer:
         ):
             return False  # the root is seldom small: encoding it first would be wasted
         if (hit := plain.whole.get(id(v))) is None:
-            hit = plain.whole[id(v)] = (v, encode(v))
+            hit = plain.whole[id(v)] = (v, encode(v, plain.fast))
         got = hit[1]
         if got is None or not self.obeys(depth, *got[1:]):
             return False
@@ -178,20 +181,34 @@ class Writer:
         if plain is None or k < 2 or id(v) in self.open_ids:
             return 0
         if (plan := plain.rows.get(id(v))) is None:
-            plan = plain.rows[id(v)] = Rows(v)
+            plan = plain.rows[id(v)] = Rows(v, plain.fast)
         room = self.cap - self.size
         m = min(k, plan.extend(k, room))
-        if not m or not self.obeys(
-            depth + 1, plan.nest[m - 1], plan.items[m - 1] + 1, plan.string[m - 1]
-        ):
+        if not m:
             return 0
-        if plan.ends[m - 1] > room:
-            raise OverBudget  # the slow path would pass the budget within these items
+        nest, commas, string = plan.peak
+        if not self.obeys(depth + 1, nest, commas + 1, string):  # all obey: so do m
+            nest, commas, string = plan.bounds(m)
+            if not self.obeys(depth + 1, nest, commas + 1, string):
+                return 0
+        if plan.ends[m - 1] > room:  # the slow path would pass the budget within these
+            self.hint = bisect_right(plan.ends, room, 0, m)  # rows that would still fit
+            raise OverBudget
         if m < k:
             return 0
+        self.last = (plan, m)
         self.size += plan.ends[m - 1]
         self.parts.append(",".join(plan.pieces[:m]))
         return m
+
+    def rows_to_try(self) -> int:
+        """After a failed attempt: how many rows of the list it cut (or wrote in one piece)
+        the prefix sums say would fit, for the next attempt to jump to (0: no idea).
+        A guess only: the caller still checks the next attempt against the budget."""
+        if self.hint or self.last is None:
+            return self.hint
+        plan, m = self.last  # rows fitted, what followed them did not: drop >= the excess
+        return bisect_right(plan.ends, plan.ends[m - 1] - (self.size - self.cap), 0, m)
 
     def marker(self, text: str) -> None:
         self.cut = True

@@ -1,0 +1,73 @@
+"""Optional ``orjson`` for the truncator's hot path; the stdlib ``json`` stays the reference.
+
+Why: decoding a 7.6 KB tool result and encoding its rows with the stdlib C code
+is most of a truncation; ``orjson`` (the ``fast`` extra) does both ~3-8x faster.
+It is used only where its result is provably the stdlib's, else the caller takes
+the stdlib path, so the output is byte-for-byte the same with or without it:
+
+* reading: ``orjson`` refuses NaN / Infinity, lone surrogates and ``1e400`` (the
+  stdlib path then handles them); it reads ints beyond 64 bits as floats, so a
+  text with a run of 19 digits is left to the stdlib;
+* writing (only values ``orjson`` itself decoded: finite floats, 64-bit ints,
+  ``str`` keys): floats below 1e-4 or from 1e16 up are written unlike ``repr``
+  (``1e-7`` / ``0.00001`` against ``1e-07`` / ``1e-05``; orjson writes a
+  lowercase ``e``), so an encoding with a digit before ``e`` or with ``0.0000``
+  is left to the stdlib too.
+
+``ENABLED`` is false without ``orjson``; tests switch it off to run both paths.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any, Final
+
+_orjson: ModuleType | None
+try:
+    import orjson as _orjson
+except ImportError:  # the `fast` extra is optional
+    _orjson = None
+
+__all__ = ["ENABLED", "UNSURE", "dumps", "loads"]
+
+ENABLED = _orjson is not None
+UNSURE: Final = object()  # "ask the stdlib": orjson refused, or might differ
+_DIGITS = bytes(48 if 48 <= i < 58 else 32 for i in range(256))  # digits -> "0", rest " "
+_LONG_INT = b"0" * 19  # a run of 19 digits may be an int orjson reads as a float
+# digits -> "0", "e" kept, the rest " ": an exponent orjson writes shows as "0e"
+_EXPONENT = bytes(48 if 48 <= i < 58 else 101 if i == 101 else 32 for i in range(256))
+_NATIVE_ONLY = 0 if _orjson is None else _orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def loads(text: str) -> Any:
+    """``json.loads(text)`` via orjson, or :data:`UNSURE` (not JSON, or not surely
+    read the same: the stdlib then decides)."""
+    orjson = _orjson
+    if not ENABLED or orjson is None:
+        return UNSURE
+    try:
+        data = text.encode()  # orjson reads UTF-8; a lone surrogate cannot be encoded
+    except UnicodeEncodeError:
+        return UNSURE
+    if _LONG_INT in data.translate(_DIGITS):  # two C passes: a regex takes 10x longer
+        return UNSURE
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return UNSURE
+
+
+def dumps(value: object) -> str | None:
+    """Compact JSON of a value that orjson decoded (``ensure_ascii=False``, the
+    stdlib's separators ``,`` and ``:``), or None where the stdlib must write it."""
+    orjson = _orjson
+    if orjson is None:
+        return None
+    try:
+        data: bytes = orjson.dumps(value, option=_NATIVE_ONLY)
+    except orjson.JSONEncodeError:
+        return None
+    # C passes (a regex takes ~10x longer); "0.0000" also flags e.g. 10.00001: harmless
+    if b"0.0000" in data or b"0e" in data.translate(_EXPONENT):
+        return None
+    return data.decode()
