@@ -355,9 +355,12 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [
-        f"{args.instances} instances, {args.users} users x {args.turns} turns (think <= {args.think} s), {args.hot} hot clients, model chunk delay {args.delay} s",
+        f"{args.instances} instances, {args.users} users x {args.turns} turns "
+        f"(think <= {args.think} s), {args.hot} hot clients, model chunk delay {args.delay} s",
         "",
-        "| server | turns | turns/s | first event p50 / p99 ms | done p50 / p99 ms | 409s | errors | messages lost | RSS MiB per instance (warm -> end) | Redis per session: all / document |",
+        "| server | turns | turns/s | first event p50 / p99 ms | done p50 / p99 ms | 409s "
+        "| errors | messages lost | RSS MiB per instance (warm -> end) "
+        "| Redis per session: all / document |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in rows:
@@ -366,11 +369,14 @@ def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
             if r["kind"] == "ours"
             else "article's FastAPI /chat (dict)"
         )
-        rss = ", ".join(f"{a} -> {b}" for a, b in zip(r["rss_warm_mib"], r["rss_end_mib"], strict=False))
+        pairs = zip(r["rss_warm_mib"], r["rss_end_mib"], strict=False)
+        rss = ", ".join(f"{a} -> {b}" for a, b in pairs)
         lines.append(
-            f"| {name} | {r['turns']} | {r['turns_per_s']} | {r['first_p50_ms']} / {r['first_p99_ms']} | "
-            f"{r['done_p50_ms']} / {r['done_p99_ms']} | {r['conflicts_409']} | {r['errors']} | {r['lost']} | {rss} | "
-            f"{r.get('redis_bytes_per_session', '-')} / {r.get('redis_doc_bytes', '-')} |"
+            f"| {name} | {r['turns']} | {r['turns_per_s']} "
+            f"| {r['first_p50_ms']} / {r['first_p99_ms']} "
+            f"| {r['done_p50_ms']} / {r['done_p99_ms']} | {r['conflicts_409']} "
+            f"| {r['errors']} | {r['lost']} | {rss} "
+            f"| {r.get('redis_bytes_per_session', '-')} / {r.get('redis_doc_bytes', '-')} |"
         )
     return "\n".join(lines)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -247,7 +246,6 @@ def test_stats_has_manager_and_memory_figures(alice: httpx.Client) -> None:
     assert stats["runs"]["started"] >= stats["runs"]["done"] >= 1
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_streams_events(served: Served, model: FakeModelServer) -> None:
     model.enqueue_text("curl sees this streamed", chunk_size=4)
     out = subprocess.run(

@@ -13,6 +13,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+import orjson  # in the `dev` and `fast` extras: a missing accelerator fails, not skips
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -22,8 +23,6 @@ from jupyter_agentmem.memory.truncate import ToolOutputTruncator, TruncationResu
 from jupyter_agentmem.memory.truncate_rows import _ENCODE
 
 from .workload import tool_result
-
-orjson = pytest.importorskip("orjson")  # in the `dev` and `fast` extras
 
 
 def both(t: ToolOutputTruncator, value: object) -> tuple[TruncationResult, TruncationResult]:
