@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from jupyter_agentmem.vocabulary import SUMMARY_PREFIX
+
 __all__ = [
     "SUMMARY_PREFIX",
     "SWITCH_HINT",
@@ -30,9 +32,6 @@ __all__ = [
     "estimate_tokens",
     "prompt_chars",
 ]
-
-#: A system message starting with this marks a compacted (summarised) history.
-SUMMARY_PREFIX = "Summary of earlier conversation"
 
 #: The one-line switch to a real model, repeated in every demo answer.
 SWITCH_HINT = (

@@ -17,6 +17,3 @@ MAX_SESSIONS = 1000  #: sessions kept in memory before LRU eviction
 MAX_MEMORY_BYTES = 500 * MiB  #: global byte budget of the in-memory sessions
 MIN_MEMORY_BYTES = MIN_MEMORY_BUDGET_BYTES  #: the smallest budget a manager accepts (units.py)
 RETRY_AFTER = 5.0  #: seconds a manager waits before writing to a store that failed
-
-#: The system message that carries the running summary to the model.
-SUMMARY_PREFIX = "Summary of earlier conversation:\n"

@@ -28,9 +28,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from jupyter_agentmem.errors import StoreCorruptError, SummarizerError
+from jupyter_agentmem.vocabulary import SUMMARY_PREFIX
 
 from .compaction import Compacting, require_open_call
-from .defaults import SUMMARY_PREFIX
 from .document import (
     FORMAT_VERSION,
     MAX_LOG_MARKS,

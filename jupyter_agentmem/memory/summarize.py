@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jupyter_agentmem.errors import SummarizerError
-
-from .defaults import SUMMARY_PREFIX
+from jupyter_agentmem.vocabulary import SUMMARY_PREFIX
 
 __all__ = ["SUMMARY_PREFIX", "ExtractiveSummarizer", "LLMSummarizer", "Summarizer", "message_text"]
 
