@@ -1,9 +1,7 @@
 """Redis store: evicted sessions shared by every kernel or server that points at one Redis.
 
 Layout under ``prefix`` (default ``agentmem:``). ``{prefix}d:{<id>}`` is a HASH of
-``rev`` (the stored revision) and ``data``: one format byte (``j`` JSON, ``z``
-zlib-compressed JSON) then the UTF-8 bytes, so values describe themselves and
-nothing is ever pickled. The id sits in a ``{...}`` hash tag, so every key of
+``rev`` (the stored revision) and ``data`` (format in :mod:`.redis_codec`). The id sits in a ``{...}`` hash tag, so every key of
 one session (also the turn log and run keys beside it) lives in one Redis
 Cluster slot. ``{prefix}ids`` is a sorted set of the ids scored by expiry time
 in ms (``+inf`` without TTL): ``list_ids`` and ``count`` read it, never a glob
@@ -49,7 +47,7 @@ we did not write raises :class:`StoreCorruptError` for that id only. Messages
 mask any password in the URL.
 
 Turn log (``stores/base.py``): ``{prefix}l:{<id>}`` is a LIST of entries
-``writer TAB seq TAB message-JSON``, appended by one script per session (which
+(:mod:`.redis_codec`), appended by one script per session (which
 also pushes the TTL and, on a standalone server, indexes the id; in Cluster mode
 the index is updated first by its own script). It shares the document's hash
 tag, so the log, its compaction script and the document live in one slot.
@@ -61,84 +59,26 @@ a restore skips covered entries anyway.
 from __future__ import annotations
 
 import json
-import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from jupyter_agentmem.errors import SessionConflictError, StoreCorruptError, StoreError
 
+from . import redis_codec as codec
 from . import redis_scripts as scripts
 from .base import LogEntry, SessionData
+from .redis_client import cluster_url, connect, glob_escape, id_bytes, public_url
 
 try:
-    import redis
-    from redis.backoff import NoBackoff
     from redis.exceptions import RedisError, ResponseError
-    from redis.retry import Retry
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("RedisStore needs redis-py: pip install 'jupyter-agentmem[redis]'") from exc
 
-_JSON, _ZLIB = b"j", b"z"
-_ZLIB_LEVEL = 6
+__all__ = ["RedisStore", "cluster_url", "public_url"]
+
 _CHUNK = 1000  # ids checked per script run in list_ids, so Redis is never blocked long
 _SCHEME = b"2"  # version of the key layout: field 'version' of the hash {prefix}scheme
-
-
-def public_url(url: str) -> str:
-    """``url`` with any password (in the netloc or a ``password=`` query) masked."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
-    query = parts.query
-    if "password" in query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, "***" if k == "password" else v) for k, v in pairs])
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
-
-
-def _id_bytes(session_id: str) -> bytes:
-    return session_id.encode("utf-8", "surrogatepass")  # any Python str round-trips
-
-
-def _glob_escape(raw: bytes) -> bytes:
-    return bytes(b for c in raw for b in ((92, c) if c in b"*?[]\\" else (c,)))
-
-
-def cluster_url(url: str) -> str | None:
-    """The plain ``redis://`` URL behind ``redis+cluster://`` (or ``rediss+cluster://``)."""
-    for scheme in ("redis", "rediss"):
-        if url.startswith(f"{scheme}+cluster://"):
-            return scheme + url[len(scheme) + len("+cluster") :]
-    return None
-
-
-def _connect(url: str, socket_timeout: float, connect_timeout: float) -> Any:
-    """A client that fails fast: a retried write could land twice."""
-    plain = cluster_url(url)
-    if plain is None:
-        return redis.Redis.from_url(
-            url,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=connect_timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
-    from redis.cluster import RedisCluster
-
-    try:
-        return RedisCluster.from_url(
-            plain,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=connect_timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
-    except RedisError as exc:
-        raise StoreError(
-            f"cannot reach the Redis Cluster at {public_url(url)} ({type(exc).__name__}: "
-            f"{exc}); start it or fix the store URL (c.AgentMem.store_url)"
-        ) from exc
 
 
 class RedisStore:
@@ -175,7 +115,7 @@ class RedisStore:
         self._closed = False
         self._owns_client = client is None
         if client is None:
-            client = _connect(url, socket_timeout, connect_timeout)
+            client = connect(url, socket_timeout, connect_timeout)
         elif client.get_connection_kwargs().get("decode_responses"):
             raise ValueError("RedisStore needs a client with decode_responses=False")
         self._client = client
@@ -199,10 +139,10 @@ class RedisStore:
 
     def doc_key(self, session_id: str) -> bytes:
         """``{prefix}d:{<id>}``: the ``{...}`` hash tag keeps a session's keys in one slot."""
-        return self._docs + b"{" + _id_bytes(session_id) + b"}"
+        return self._docs + b"{" + id_bytes(session_id) + b"}"
 
     def _log_key(self, session_id: str) -> bytes:
-        return self._logs + b"{" + _id_bytes(session_id) + b"}"
+        return self._logs + b"{" + id_bytes(session_id) + b"}"
 
     def _migrate_v1(self) -> None:
         """Rename version-1 keys (``{prefix}s:<id>``, standalone only) once per prefix."""
@@ -212,7 +152,7 @@ class RedisStore:
                 return
             migrate = self._client.register_script(scripts.MIGRATE)
             old = self.prefix.encode() + b"s:"
-            for key in self._client.scan_iter(match=_glob_escape(old) + b"*", count=500):
+            for key in self._client.scan_iter(match=glob_escape(old) + b"*", count=500):
                 ident = key[len(old) :]
                 migrate(keys=[key, self._docs + b"{" + ident + b"}"])
             self._client.hset(marker, "version", _SCHEME)
@@ -245,26 +185,14 @@ class RedisStore:
 
     def _encode(self, session_id: str, data: SessionData) -> bytes:
         try:
-            text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+            return codec.encode(data, self.compress_threshold)
         except (TypeError, ValueError) as exc:
             raise StoreError(f"session {session_id!r} is not a JSON document: {exc}") from exc
-        raw = text.encode("utf-8", "surrogatepass")
-        if len(raw) > self.compress_threshold:
-            packed = zlib.compress(raw, _ZLIB_LEVEL)
-            if len(packed) < len(raw):
-                return _ZLIB + packed
-        return _JSON + raw
 
     def _decode(self, session_id: str, rev: Any, blob: bytes) -> SessionData:
         try:
-            head, body = blob[:1], blob[1:]
-            if head == _ZLIB:
-                body = zlib.decompress(body)
-            elif head != _JSON:
-                raise ValueError(f"unknown format byte {head!r}")
-            data = json.loads(body.decode("utf-8", "surrogatepass"))
-            revision = int(rev)
-        except (TypeError, ValueError, zlib.error) as exc:  # includes JSON and UTF-8 errors
+            data, revision = codec.decode(rev, blob)
+        except ValueError as exc:
             raise self._foreign(session_id, f"a damaged value ({exc})") from exc
         if not isinstance(data, dict):
             raise self._foreign(session_id, "a JSON value that is not a session document")
@@ -297,7 +225,7 @@ class RedisStore:
             self._compact([(sid, data.get("log_marks")) for sid, data in items])
             return len(batch)
         with self._io("indexing sessions"):
-            ids = [_id_bytes(sid) for sid, _, _ in batch]
+            ids = [id_bytes(sid) for sid, _, _ in batch]
             score = self._index_script(keys=[self._index], args=["add", self._ttl_ms, *ids])
         for item, (_, data) in zip(batch, items, strict=True):
             self._run_save([item], [self.doc_key(item[0])], score)
@@ -307,7 +235,7 @@ class RedisStore:
     def _run_save(self, batch: list[tuple[str, str, bytes]], keys: list[bytes], at: bytes) -> None:
         args: list[bytes | str | int] = [self._ttl_ms, at]
         for session_id, expected, payload in batch:
-            args += [_id_bytes(session_id), expected, payload]
+            args += [id_bytes(session_id), expected, payload]
         with self._io("saving sessions"):
             status, index, stored = self._save_script(keys=keys, args=args)
         if status == 1:
@@ -337,19 +265,18 @@ class RedisStore:
         """Append turn-log entries: one script per session (one round trip on a standalone
         server; in Cluster mode the ids are indexed first, then one call per session)."""
         grouped: dict[str, list[bytes]] = {}
-        for sid, (writer, seq, message) in items:
-            line = f"{writer}\t{int(seq)}\t{message}".encode("utf-8", "surrogatepass")
-            grouped.setdefault(sid, []).append(line)
+        for sid, entry in items:
+            grouped.setdefault(sid, []).append(codec.encode_log(entry))
         with self._io("appending to the turn log"):
             if self.cluster:
-                ids = [_id_bytes(sid) for sid in grouped]
+                ids = [id_bytes(sid) for sid in grouped]
                 self._index_script(keys=[self._index], args=["add", self._ttl_ms, *ids])
             pipe = None if self.cluster else self._client.pipeline(transaction=False)
             for sid, lines in grouped.items():
                 keys = [self._log_key(sid), self.doc_key(sid)]
                 if not self.cluster:
                     keys.append(self._index)
-                args: list[bytes | int] = [_id_bytes(sid), self._ttl_ms, *lines]
+                args: list[bytes | int] = [id_bytes(sid), self._ttl_ms, *lines]
                 self._append_script(keys=keys, args=args, client=pipe or self._client)
             if pipe is not None:
                 pipe.execute()
@@ -374,20 +301,16 @@ class RedisStore:
         }
 
     def _log_entries(self, session_id: str, raw: list[Any]) -> list[LogEntry]:
-        entries: list[LogEntry] = []
-        for line in raw:
-            try:
-                writer, seq, message = line.decode("utf-8", "surrogatepass").split("\t", 2)
-                entries.append((writer, int(seq), message))
-            except ValueError as exc:
-                raise self._foreign(session_id, f"a damaged turn log ({exc})") from exc
-        return entries
+        try:
+            return codec.decode_log(raw)
+        except ValueError as exc:
+            raise self._foreign(session_id, f"a damaged turn log ({exc})") from exc
 
     def load(self, session_id: str) -> SessionData | None:
         key = self.doc_key(session_id)
         with self._io("loading a session", session_id):
             if self._ttl_ms:
-                ident = _id_bytes(session_id)
+                ident = id_bytes(session_id)
                 keys = [key] if self.cluster else [key, self._index]
                 rev, blob, at = self._load_script(keys=keys, args=[ident, self._ttl_ms])
                 if self.cluster and blob is not None:  # only ids still indexed (XX)
@@ -427,7 +350,7 @@ class RedisStore:
             for session_id in wanted:
                 key = self.doc_key(session_id)
                 if self._ttl_ms:
-                    args: list[bytes | int] = [_id_bytes(session_id), self._ttl_ms]
+                    args: list[bytes | int] = [id_bytes(session_id), self._ttl_ms]
                     self._load_script(keys=[key, self._index], args=args, client=pipe)
                 else:
                     pipe.hmget(key, ["rev", "data"])
@@ -444,7 +367,7 @@ class RedisStore:
         return found
 
     def delete(self, session_id: str) -> bool:
-        ident = _id_bytes(session_id)
+        ident = id_bytes(session_id)
         with self._io("deleting a session"):
             if self.cluster:  # two slots: the document first, a stale index entry is pruned
                 removed = self._client.delete(self.doc_key(session_id), self._log_key(session_id))
