@@ -30,18 +30,10 @@ from typing import Any
 from jupyter_agentmem.errors import StoreCorruptError, SummarizerError
 from jupyter_agentmem.vocabulary import SUMMARY_PREFIX
 
-from .compaction import Compacting, require_open_call
-from .document import (
-    FORMAT_VERSION,
-    MAX_LOG_MARKS,
-    Document,
-    count_user_turns,
-    field,
-    log_marks_of,
-    merge_documents,
-    parse_document,
-)
+from .compaction import require_open_call
+from .document import FORMAT_VERSION, Document, merge_documents
 from .owner import StateOwner, check_session_id
+from .persisting import NO_PENDING, Persisting
 from .policy import DEFAULT_POLICY, StatePolicy
 from .sizing import escape_surrogates, message_size, text_size
 from .stats import SessionInfo
@@ -50,10 +42,9 @@ from .summarize import Summarizer
 __all__ = ["FORMAT_VERSION", "ConversationState", "StateOwner", "StatePolicy", "merge_documents"]
 
 Message = dict[str, Any]
-_NO_PENDING: tuple[tuple[str, int], ...] = ()
 
 
-class ConversationState(Compacting):
+class ConversationState(Persisting):
     """Summary + recent messages of one session, with incremental byte accounting.
 
     ``messages_total`` counts every message ever added, ``turns`` the user
@@ -61,24 +52,7 @@ class ConversationState(Compacting):
     ``pending`` are the owner's save bookkeeping (see ``memory/document.py``).
     """
 
-    __slots__ = (
-        "__weakref__",
-        "_bytes",
-        "_lock",
-        "_owner",
-        "base_total",
-        "created_at",
-        "last_access",
-        "lineage",
-        "log_marks",
-        "messages_total",
-        "pending",
-        "policy",
-        "revision",
-        "session_id",
-        "truncated_chars_saved",
-        "turns",
-    )
+    __slots__ = ("__weakref__", "_lock", "_owner", "policy", "session_id")
 
     def __init__(
         self,
@@ -106,8 +80,8 @@ class ConversationState(Compacting):
         self.created_at = self.last_access = time.time()
         self.revision = self.base_total = 0
         self.lineage = ""
-        self.log_marks: dict[str, int] = {}  # turn-log numbers this content covers
-        self.pending = _NO_PENDING
+        self.log_marks = {}  # turn-log numbers this content covers
+        self.pending = NO_PENDING
         self.last_error: str | None = None
         self._generation = 0
         self._owner: StateOwner[ConversationState] | None = None
@@ -334,29 +308,6 @@ class ConversationState(Compacting):
         with self._loaded() as messages:
             return len(messages)
 
-    # ---------------------------------------------------------- serialisation
-    def to_dict(self) -> Document:
-        """A JSON document with everything needed to restore this session exactly."""
-        with self._loaded() as messages:
-            doc = {
-                "format": FORMAT_VERSION,
-                "session_id": self.session_id,
-                "summary": self._summary,
-                "messages": list(messages),
-                "messages_total": self.messages_total,
-                "turns": self.turns,
-                "compactions": self.compactions,
-                "truncated_chars_saved": self.truncated_chars_saved,
-                "created_at": self.created_at,
-                "last_access": self.last_access,
-                "revision": self.revision,
-                "writes": self.lineage.split(),
-            }
-            if self.log_marks:  # the newest writers' (ids sort by start time), bounded
-                newest = sorted(self.log_marks)[-MAX_LOG_MARKS:]
-                doc["log_marks"] = {w: self.log_marks[w] for w in newest}
-            return doc
-
     @classmethod
     def from_dict(cls, data: Document, policy: StatePolicy | None = None) -> ConversationState:
         """Rebuild a state from :meth:`to_dict` output; a damaged document raises
@@ -367,55 +318,6 @@ class ConversationState(Compacting):
         state = cls(session_id, policy=policy)
         state.load_document(data)
         return state
-
-    def load_document(self, data: Document) -> None:
-        """Replace the content with a document's (lock held, or the object private)."""
-        doc = parse_document(data, self.session_id, self.policy)
-        self._messages, self._sizes, self._tokens = doc.messages, doc.sizes, doc.tokens
-        self._window_bytes, self._window_tokens = sum(doc.sizes), sum(doc.tokens)
-        self._summary = doc.summary
-        self.messages_total, self.turns = doc.messages_total, doc.turns
-        self.compactions, self.truncated_chars_saved = doc.compactions, doc.truncated_chars_saved
-        self.created_at, self.last_access = doc.created_at, doc.last_access
-        self.revision, self.lineage = doc.revision, doc.lineage
-        for writer, seq in log_marks_of(data).items():  # a writer's mark only ever grows
-            self.log_marks[writer] = max(self.log_marks.get(writer, 0), seq)
-        self.base_total = self.messages_total
-        self.pending = _NO_PENDING
-        self._generation += 1
-        self._changed()
-
-    def rebase(self, saved: Document, since: int) -> None:
-        """After a save merged in another writer's turns while this state stayed in
-        memory: take the merged document plus the messages added since the
-        snapshot that was saved (``messages_total`` was ``since``). Lock held."""
-        messages = self._messages
-        if messages is None:
-            return
-        extra = self.messages_total - since
-        newer = messages[len(messages) - extra :] if extra > 0 else []
-        total = int(field(saved, "messages_total"))
-        users = count_user_turns(newer)
-        self.load_document(
-            dict(
-                saved,
-                messages=saved["messages"] + newer,
-                messages_total=total + len(newer),
-                turns=int(saved.get("turns", 0)) + users,
-            )
-        )
-        self.base_total = total
-        self.revision = int(saved["revision"])
-
-    def unload(self) -> None:
-        """Drop the content after it was saved (lock held); the next use restores it."""
-        self._messages = None
-        self._sizes = array("q")
-        self._tokens = array("q")
-        self._window_bytes = self._window_tokens = 0
-        self._summary = ""
-        self._generation += 1
-        self._bytes = self._estimate()
 
     def info(self) -> SessionInfo:
         """One row of the sessions table (no restore: an evicted state says so)."""
