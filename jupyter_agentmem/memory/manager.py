@@ -38,10 +38,11 @@ from .books import LiveSessions
 from .document import Document
 from .durable import TurnLog
 from .eviction import Evictions
+from .inspection import Inspection
 from .journal import load_with_log
 from .owner import check_session_id
 from .state import ConversationState, StatePolicy
-from .stats import COUNTERS, ManagerStats, SessionInfo
+from .stats import COUNTERS
 from .summarize import ExtractiveSummarizer, Summarizer
 from .tier import CompressedTier
 from .tiering import Tiering
@@ -49,7 +50,23 @@ from .tiering import Tiering
 log = logging.getLogger(__name__)
 
 
-class SessionManager(Evictions, Tiering, TurnLog):
+def _check_limits(
+    max_sessions: int, max_memory_bytes: int, tier_bytes: int, idle_timeout: float | None
+) -> None:
+    """Reject budgets a manager cannot keep, before it holds anything."""
+    if max_sessions < 1:
+        raise ValueError("max_sessions must be at least 1")
+    if max_memory_bytes < defaults.MIN_MEMORY_BYTES:
+        raise ValueError(
+            f"max_memory_bytes must be at least {defaults.MIN_MEMORY_BYTES // 1024} KiB"
+        )
+    if tier_bytes < 0:
+        raise ValueError("tier_bytes must be >= 0 bytes (0: no compressed tier)")
+    if idle_timeout is not None and idle_timeout <= 0:
+        raise ValueError("idle_timeout must be positive seconds, or None to disable it")
+
+
+class SessionManager(Evictions, Tiering, TurnLog, Inspection):
     """LRU + idle eviction of ConversationStates to a store, under count and byte budgets.
 
     ``store=None`` uses the default SQLite file in the Jupyter data directory;
@@ -84,16 +101,7 @@ class SessionManager(Evictions, Tiering, TurnLog):
         tier_bytes: int = 0,
         create_offline: bool = False,
     ) -> None:
-        if max_sessions < 1:
-            raise ValueError("max_sessions must be at least 1")
-        if max_memory_bytes < defaults.MIN_MEMORY_BYTES:
-            raise ValueError(
-                f"max_memory_bytes must be at least {defaults.MIN_MEMORY_BYTES // 1024} KiB"
-            )
-        if tier_bytes < 0:
-            raise ValueError("tier_bytes must be >= 0 bytes (0: no compressed tier)")
-        if idle_timeout is not None and idle_timeout <= 0:
-            raise ValueError("idle_timeout must be positive seconds, or None to disable it")
+        _check_limits(max_sessions, max_memory_bytes, tier_bytes, idle_timeout)
         if store is None:
             from jupyter_agentmem.stores import open_store
 
@@ -402,71 +410,6 @@ class SessionManager(Evictions, Tiering, TurnLog):
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError("this SessionManager is closed; create a new one")
-
-    # ----------------------------------------------------------- inspection
-    def stats(self) -> ManagerStats:
-        """Counters and sizes; cheap enough for a dashboard tick."""
-        with self.lock:
-            counters = dict(self._counters)
-            live, saving, nbytes = len(self._live), self._saving, self._live.nbytes
-            tier = self._tier.stats() if self._tier is not None else None
-            error = self.last_store_error
-        persisted: int | None = None
-        if time.time() >= self._store_down_until:  # do not wait on a store known to be down
-            try:
-                counter = getattr(self.store, "count", None)
-                persisted = counter() if counter is not None else len(self.store.list_ids())
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
-        return ManagerStats(
-            sessions_in_memory=live,
-            sessions_saving=saving,
-            estimated_bytes=nbytes,
-            max_memory_bytes=self.max_memory_bytes,
-            max_sessions=self.max_sessions,
-            last_store_error=error,
-            sessions_persisted=persisted,
-            sessions_in_tier=tier["sessions"] if tier else 0,
-            tier_bytes=tier["bytes"] if tier else 0,
-            max_tier_bytes=tier["max_bytes"] if tier else 0,
-            **counters,
-        )
-
-    def session_info(self, state: ConversationState) -> SessionInfo:
-        """One row of the sessions table."""
-        return state.info()
-
-    def largest_sessions(self, n: int = 10) -> list[dict[str, Any]]:
-        """The ``n`` largest live sessions (``SessionInfo`` fields); O(n + K), not O(sessions)."""
-        with self.lock:
-            return [s.info().as_dict() for s in self._live.top(n)]
-
-    def list_sessions(self) -> list[dict[str, Any]]:
-        """Every session, live ones first (``SessionInfo`` fields), then those in the
-        compressed tier (``in_tier``), then those only in the store (``session_id``
-        and ``in_memory``)."""
-        with self.lock:
-            live = [s.info().as_dict() for s in reversed(self._live.states.values())]
-            seen = set(self._live.states)
-            tiered = self._tier.ids() if self._tier is not None else []
-        held = [{"session_id": sid, "in_memory": False, "in_tier": True} for sid in tiered]
-        seen.update(tiered)
-        stored = [
-            {"session_id": sid, "in_memory": False}
-            for sid in self.store.list_ids()
-            if sid not in seen
-        ]
-        return live + held + stored
-
-    def live_ids(self) -> list[str]:
-        """Ids of the sessions in memory, least recently used first."""
-        with self.lock:
-            return list(self._live.states)
-
-    def live_states(self) -> list[ConversationState]:
-        """The sessions in memory, least recently used first."""
-        with self.lock:
-            return list(self._live.states.values())
 
     def __len__(self) -> int:
         with self.lock:
