@@ -14,18 +14,16 @@ leaves no thread behind.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
-import socket
 import threading
-import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, cast
 
+from .loopback import JOIN_TIMEOUT, LoopbackHTTPServer, shutdown_socket
 from .reply import DemoReply, demo_reply
 from .wire import CREATED, Error, Payloads, Text, ToolCalls, error_body
 
@@ -34,7 +32,6 @@ __all__ = ["DemoServer", "LoopbackHTTPServer", "ModelHandler", "Responder", "shu
 #: A model as a function: request body in, :class:`~.reply.DemoReply` out.
 Responder = Callable[[Mapping[str, Any]], DemoReply]
 
-JOIN_TIMEOUT = 5.0
 _MAX_MODELS = 100  # names listed by GET /v1/models (bounded: they come from requests)
 
 
@@ -211,60 +208,6 @@ class DemoServer:
             return list(self._models_seen)
 
 
-class LoopbackHTTPServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer that knows its live connections, so ``stop()`` can end them all."""
-
-    daemon_threads = True
-    request_queue_size = 128  # asyncio.gather of many sessions connects all at once
-
-    def __init__(
-        self, address: tuple[str, int], owner: DemoServer, handler: type[ModelHandler]
-    ) -> None:
-        self.owner = owner
-        self._live_lock = threading.Lock()
-        self._live: dict[threading.Thread, socket.socket] = {}
-        self._extra_socks: set[socket.socket] = set()
-        super().__init__(address, handler)
-
-    def track_socket(self, sock: socket.socket | None, add: bool) -> None:
-        """Remember (or forget) another socket a handler blocks on, so ``stop()`` cuts it too."""
-        if sock is not None:
-            with self._live_lock:
-                (self._extra_socks.add if add else self._extra_socks.discard)(sock)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(
-            target=self._serve_one,
-            args=(request, client_address),
-            name=f"{self.owner.THREAD_PREFIX}:{self.server_address[1]}-conn",
-            daemon=True,
-        )
-        with self._live_lock:
-            self._live[thread] = request
-        thread.start()
-
-    def _serve_one(self, request: Any, client_address: Any) -> None:
-        try:
-            self.process_request_thread(request, client_address)
-        finally:
-            with self._live_lock:
-                self._live.pop(threading.current_thread(), None)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        self.owner.note_error()  # never print: stderr of a kernel thread lands in a random cell
-
-    def close_connections(self) -> None:
-        """Cut every open client and extra socket, then join the connection threads."""
-        with self._live_lock:
-            live = dict(self._live)
-            socks = [*live.values(), *self._extra_socks]
-        for sock in socks:
-            shutdown_socket(sock)
-        deadline = time.monotonic() + JOIN_TIMEOUT  # one bound for all, not one per thread
-        for thread in live:
-            thread.join(max(0.0, deadline - time.monotonic()))
-
-
 class ModelHandler(BaseHTTPRequestHandler):
     """Serves one request per connection (``Connection: close``), streaming in HTTP chunks.
 
@@ -277,7 +220,7 @@ class ModelHandler(BaseHTTPRequestHandler):
 
     @property
     def owner(self) -> DemoServer:
-        return cast(LoopbackHTTPServer, self.server).owner
+        return cast(DemoServer, cast(LoopbackHTTPServer, self.server).owner)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silenced: the server must never print."""
@@ -401,9 +344,3 @@ class ModelHandler(BaseHTTPRequestHandler):
 
 
 DemoServer.handler_class = ModelHandler
-
-
-def shutdown_socket(sock: socket.socket) -> None:
-    """Shut a socket down both ways, ignoring an already-closed one (unblocks its reader)."""
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
