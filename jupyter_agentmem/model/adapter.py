@@ -232,6 +232,25 @@ def _malformed(exc: json.JSONDecodeError) -> MalformedStreamError:
     )
 
 
+def _arguments(
+    model: str,
+    messages: Sequence[Mapping[str, Any]],
+    tools: Sequence[Mapping[str, Any]] | None,
+    temperature: float | None,
+    max_tokens: int | None,
+    extra: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The keyword arguments of one call, as :class:`_Exchange` reads them (both twins)."""
+    return {
+        "model": model,
+        "messages": messages,
+        "tools": tools,
+        "temperature": temperature,
+        "max_tokens": max_tokens,
+        "extra": extra,
+    }
+
+
 def stream_chat(
     client: openai.OpenAI,
     *,
@@ -249,17 +268,7 @@ def stream_chat(
     which becomes :class:`MalformedStreamError`. Closing the generator early
     closes the HTTP response.
     """
-    exchange = _Exchange(
-        client,
-        {
-            "model": model,
-            "messages": messages,
-            "tools": tools,
-            "temperature": temperature,
-            "max_tokens": max_tokens,
-            "extra": extra,
-        },
-    )
+    exchange = _Exchange(client, _arguments(model, messages, tools, temperature, max_tokens, extra))
     try:
         stream = client.chat.completions.create(**exchange.request())
     except openai.APIStatusError as exc:
@@ -288,17 +297,7 @@ async def astream_chat(
     extra: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[Event]:
     """The async twin of :func:`stream_chat`: same events, same order, same errors."""
-    exchange = _Exchange(
-        client,
-        {
-            "model": model,
-            "messages": messages,
-            "tools": tools,
-            "temperature": temperature,
-            "max_tokens": max_tokens,
-            "extra": extra,
-        },
-    )
+    exchange = _Exchange(client, _arguments(model, messages, tools, temperature, max_tokens, extra))
     try:
         stream = await client.chat.completions.create(**exchange.request())
     except openai.APIStatusError as exc:

@@ -25,10 +25,7 @@ from typing import Any, Protocol
 
 from jupyter_agentmem.errors import StoreError
 
-try:
-    from redis.exceptions import RedisError
-except ImportError:  # pragma: no cover - only LocalLease without redis-py
-    RedisError = OSError  # type: ignore[misc,assignment]
+from .redis_async import redis_call, ttl_ms
 
 _LOCAL_PURGE_AT = 10_000
 
@@ -131,31 +128,22 @@ class RedisLease:
 
     @property
     def _ttl_ms(self) -> int:
-        return max(1, round(self.ttl * 1000))
-
-    async def _call(self, doing: str, coro: Any) -> Any:
-        try:
-            return await coro
-        except RedisError as exc:
-            raise StoreError(
-                f"Redis failed while {doing} ({type(exc).__name__}: {exc}); check that "
-                "redis-server is running and reachable"
-            ) from exc
+        return ttl_ms(self.ttl)
 
     async def acquire(self, key: str, token: str) -> bool:
         call = self._client.set(self.key(key), token, nx=True, px=self._ttl_ms)
-        return bool(await self._call("taking a run lease", call))
+        return bool(await redis_call("taking a run lease", call))
 
     async def renew(self, key: str, token: str) -> bool:
         call = self._renew(keys=[self.key(key)], args=[token, self._ttl_ms])
-        return bool(await self._call("renewing a run lease", call))
+        return bool(await redis_call("renewing a run lease", call))
 
     async def release(self, key: str, token: str) -> bool:
         call = self._release(keys=[self.key(key)], args=[token])
-        return bool(await self._call("releasing a run lease", call))
+        return bool(await redis_call("releasing a run lease", call))
 
     async def holder(self, key: str) -> str | None:
-        raw = await self._call("reading a run lease", self._client.get(self.key(key)))
+        raw = await redis_call("reading a run lease", self._client.get(self.key(key)))
         return None if raw is None else bytes(raw).decode()
 
 

@@ -25,10 +25,7 @@ from typing import Any, Protocol
 
 from jupyter_agentmem.errors import StoreError
 
-try:
-    from redis.exceptions import RedisError
-except ImportError:  # pragma: no cover
-    RedisError = OSError  # type: ignore[misc,assignment]
+from .redis_async import redis_call, ttl_ms
 
 TERMINAL = frozenset({"done", "error"})
 
@@ -87,23 +84,14 @@ class RedisEventLog:
 
     @property
     def _ttl_ms(self) -> int:
-        return max(1, round(self.ttl * 1000))
-
-    async def _call(self, doing: str, coro: Any) -> Any:
-        try:
-            return await coro
-        except RedisError as exc:
-            raise StoreError(
-                f"Redis failed while {doing} ({type(exc).__name__}: {exc}); check that "
-                "redis-server is running and reachable"
-            ) from exc
+        return ttl_ms(self.ttl)
 
     async def open(self, run_id: str, tenant: str, session: str) -> None:
         """Record who owns the run (before its first event)."""
         pipe = self._client.pipeline(transaction=False)
         pipe.hset(self._meta_key(run_id), mapping={"tenant": tenant, "session": session})
         pipe.pexpire(self._meta_key(run_id), self._ttl_ms)
-        await self._call("opening a run log", pipe.execute())
+        await redis_call("opening a run log", pipe.execute())
 
     async def append(self, run_id: str, events: Sequence[LoggedEvent]) -> None:
         """Append events in order in one round trip; ids must grow."""
@@ -116,11 +104,11 @@ class RedisEventLog:
             pipe.xadd(key, fields, id=f"0-{item.id}", maxlen=self.max_events, approximate=True)
         pipe.pexpire(key, self._ttl_ms)
         pipe.pexpire(self._meta_key(run_id), self._ttl_ms)
-        await self._call("appending run events", pipe.execute())
+        await redis_call("appending run events", pipe.execute())
 
     async def owner(self, run_id: str) -> tuple[str, str] | None:
         """``(tenant, session)`` of a kept run, or None."""
-        raw = await self._call(
+        raw = await redis_call(
             "reading a run", self._client.hmget(self._meta_key(run_id), ["tenant", "session"])
         )
         if raw[0] is None:
@@ -131,7 +119,7 @@ class RedisEventLog:
         """Events with id > ``after`` (waiting up to ``block`` seconds for the first)."""
         key = self.stream_key(run_id)
         wait = self._block_ms if block else None
-        reply = await self._call(
+        reply = await redis_call(
             "reading run events", self._client.xread({key: f"0-{after}"}, block=wait, count=500)
         )
         if not reply:
@@ -140,7 +128,7 @@ class RedisEventLog:
         return [_decode(entry_id, fields) for entry_id, fields in entries]
 
     async def _check_kept(self, run_id: str, after: int) -> None:
-        first = await self._call(
+        first = await redis_call(
             "reading run events", self._client.xrange(self.stream_key(run_id), count=1)
         )
         oldest = _decode(*first[0]).id if first else None
