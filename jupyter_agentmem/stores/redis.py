@@ -3,10 +3,11 @@
 Layout under ``prefix`` (default ``agentmem:``). ``{prefix}d:{<id>}`` is a HASH of
 ``rev`` (the stored revision) and ``data`` (format in :mod:`.redis_codec`). The
 id sits in a ``{...}`` hash tag, so every key of one session (also the turn log
-and run keys beside it) lives in one Redis Cluster slot. ``{prefix}ids`` is a sorted set of the ids scored by expiry time
-in ms (``+inf`` without TTL): ``list_ids`` and ``count`` read it, never a glob
-pattern or a cross-slot command, so ids with quotes, slashes, ``*`` or ``:`` are
-safe, and ``count`` stays exact and O(log n) under TTL.
+and run keys beside it) lives in one Redis Cluster slot. ``{prefix}ids`` is a
+sorted set of the ids scored by expiry time in ms (``+inf`` without TTL):
+``list_ids`` and ``count`` read it, never a glob pattern or a cross-slot
+command, so ids with quotes, slashes, ``*`` or ``:`` are safe, and ``count``
+stays exact and O(log n) under TTL.
 
 Concurrency (no lost updates between processes): every write is one Lua script,
 run atomically by Redis. It checks the revision rule of ``stores/base.py``
