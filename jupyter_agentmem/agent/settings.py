@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, validate
 from traitlets.config import Configurable
@@ -22,6 +22,9 @@ from traitlets.config import Configurable
 from jupyter_agentmem.errors import mask_credentials
 from jupyter_agentmem.memory import defaults
 from jupyter_agentmem.units import MIN_MEMORY_BUDGET_BYTES
+
+if TYPE_CHECKING:
+    from jupyter_agentmem.memory.manager import SessionManager
 
 MiB = 1024 * 1024
 DEMO_MODEL = "demo"
@@ -170,6 +173,24 @@ class AgentMem(Configurable):
         if model == DEMO_MODEL or (not model and not key_present and not base_url):
             return Endpoint(DEMO_MODEL, "", is_demo=True, defaulted=not model)
         return Endpoint(model or DEFAULT_REAL_MODEL, base_url, is_demo=False, defaulted=False)
+
+    def session_manager(self, store_url: str | None = None) -> SessionManager:
+        """A SessionManager with these budgets over ``store_url`` (default: the
+        ``store_url`` setting), as the kernel and the server both build it."""
+        from jupyter_agentmem.memory.manager import SessionManager
+        from jupyter_agentmem.stores import open_store
+
+        return SessionManager(
+            max_sessions=self.max_sessions,
+            max_memory_bytes=self.max_memory_bytes,
+            store=open_store(store_url if store_url is not None else self.store_url or None),
+            idle_timeout=self.idle_timeout,
+            max_recent=self.max_recent,
+            max_recent_bytes=self.max_recent_bytes,
+            max_summary_chars=self.max_summary_chars,
+            durable_turns=None if self.durable_turns else False,
+            tier_bytes=self.tier_bytes,
+        )
 
     def settable(self) -> dict[str, str]:
         """Trait name -> help, for ``%agent_memory config`` and the README."""

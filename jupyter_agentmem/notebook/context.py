@@ -33,8 +33,6 @@ class KernelContext:
     """Everything the extension owns in one kernel."""
 
     def __init__(self, shell: InteractiveShell | None, config: AgentMem) -> None:
-        from jupyter_agentmem.memory.manager import SessionManager
-        from jupyter_agentmem.stores import open_store
         from jupyter_agentmem.watch.monitor import MemoryMonitor
 
         self.shell = shell
@@ -43,17 +41,7 @@ class KernelContext:
         self._resources: dict[str, tuple[Any, Callable[[], None]]] = {}
         self._lock = threading.RLock()
         self._agent: Agent | None = None
-        self.manager: SessionManager = SessionManager(
-            max_sessions=config.max_sessions,
-            max_memory_bytes=config.max_memory_bytes,
-            store=open_store(config.store_url or None),
-            idle_timeout=config.idle_timeout,
-            max_recent=config.max_recent,
-            max_recent_bytes=config.max_recent_bytes,
-            max_summary_chars=config.max_summary_chars,
-            durable_turns=None if config.durable_turns else False,
-            tier_bytes=config.tier_bytes,
-        )
+        self.manager: SessionManager = config.session_manager()
         self.add_closer("session manager", self.manager.close)
         self.monitor: MemoryMonitor = MemoryMonitor(
             warning_pct=config.warning_pct,

@@ -26,7 +26,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jupyter_agentmem.agent.chat import Agent
 from jupyter_agentmem.agent.settings import AgentMem
-from jupyter_agentmem.memory.manager import SessionManager
 from jupyter_agentmem.watch.monitor import MemoryMonitor
 
 from .auth import LocalIds, Tenants
@@ -45,21 +44,8 @@ MiB = 1024 * 1024
 
 def default_agent(config: AgentMem | None = None, store_url: str | None = None) -> Agent:
     """The agent a kernel would build from settings and environment (demo model with no key)."""
-    from jupyter_agentmem.stores import open_store
-
     config = config or AgentMem()
-    manager = SessionManager(
-        max_sessions=config.max_sessions,
-        max_memory_bytes=config.max_memory_bytes,
-        store=open_store(store_url if store_url is not None else config.store_url or None),
-        idle_timeout=config.idle_timeout,
-        max_recent=config.max_recent,
-        max_recent_bytes=config.max_recent_bytes,
-        max_summary_chars=config.max_summary_chars,
-        durable_turns=None if config.durable_turns else False,
-        tier_bytes=config.tier_bytes,
-    )
-    return Agent(manager, config)
+    return Agent(config.session_manager(store_url), config)
 
 
 def create_app(
