@@ -8,26 +8,20 @@ on and off at run time.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from jupyter_agentmem.stores.base import SessionStore
 
+from .fields import ManagerFields
 from .journal import Journal, supports_log
 
 if TYPE_CHECKING:
     from .state import ConversationState
 
 
-class TurnLog:
+class TurnLog(ManagerFields):
     """``committed`` (the StateOwner hook), ``set_durable_turns`` and ``sync_log``."""
-
-    store: SessionStore
-    lock: threading.RLock
-    durable_turns: bool | None
-    journal: Journal | None
-    _writer: str | None
 
     if TYPE_CHECKING:  # provided by SessionManager
 

@@ -11,23 +11,19 @@ save has landed, so Ctrl-C at any store call leaves it listed and saved by
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from jupyter_agentmem.errors import SessionConflictError, StoreCorruptError, StoreError
-from jupyter_agentmem.stores.base import SessionStore
 
 from . import persist
-from .books import Budget, LiveSessions
+from .books import Budget
 from .document import Document, field, new_write_id, with_write, writes_of
-from .journal import Journal
+from .fields import ManagerFields
 from .persist import Pending
-from .policy import StatePolicy
 from .state import ConversationState
-from .tier import CompressedTier
 
 log = logging.getLogger("jupyter_agentmem.memory.manager")
 
@@ -47,28 +43,8 @@ class _Write:
     evict: bool
 
 
-class Evictions:
+class Evictions(ManagerFields):
     """Budgets and the write path (state declared here, set by ``SessionManager``)."""
-
-    store: SessionStore
-    policy: StatePolicy
-    lock: threading.RLock
-    max_sessions: int
-    max_memory_bytes: int
-    idle_timeout: float | None
-    retry_after: float
-    last_store_error: str | None
-    _io_lock: threading.Lock
-    _live: LiveSessions
-    _counters: dict[str, int]
-    _saving: int
-    _oversize_warned: bool
-    _store_down_until: float
-    _closed: bool
-    journal: Journal | None
-    _writer: str | None
-    _tier: CompressedTier | None
-    _spilling: set[str]
 
     if TYPE_CHECKING:  # provided by Tiering
 

@@ -6,33 +6,18 @@ method takes the manager's lock only to copy, never while asking the store.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
-from jupyter_agentmem.stores.base import SessionStore
-
-from .books import LiveSessions
+from .fields import ManagerFields
 from .state import ConversationState
 from .stats import ManagerStats, SessionInfo
-from .tier import CompressedTier
 
 __all__ = ["Inspection"]
 
 
-class Inspection:
+class Inspection(ManagerFields):
     """Stats and listings of a ``SessionManager`` (its attributes, read under its lock)."""
-
-    store: SessionStore
-    lock: threading.RLock
-    max_memory_bytes: int
-    max_sessions: int
-    last_store_error: str | None
-    _live: LiveSessions
-    _counters: dict[str, int]
-    _saving: int
-    _store_down_until: float
-    _tier: CompressedTier | None
 
     def stats(self) -> ManagerStats:
         """Counters and sizes; cheap enough for a dashboard tick."""

@@ -29,23 +29,21 @@ session is always in exactly one place: live, in the tier, or being written.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from jupyter_agentmem.errors import SessionConflictError, StoreCorruptError, StoreError
-from jupyter_agentmem.stores.base import SessionStore
 
 from . import persist
-from .books import Budget, LiveSessions
+from .books import Budget
 from .document import Document, new_write_id, with_write
-from .journal import Journal, load_many_with_log
+from .fields import ManagerFields
+from .journal import load_many_with_log
 from .owner import check_session_id
 from .persist import Pending
-from .policy import StatePolicy
 from .state import ConversationState
-from .tier import CompressedTier, Spilled
+from .tier import Spilled
 
 log = logging.getLogger("jupyter_agentmem.memory.manager")
 
@@ -53,26 +51,8 @@ _PENDING_KEPT = 4
 _SPILL_BATCH = 256  # documents per save_many when the tier overflows
 
 
-class Tiering:
+class Tiering(ManagerFields):
     """Eviction into the tier, restore from it, and the tier's spill to the store."""
-
-    store: SessionStore
-    policy: StatePolicy
-    lock: threading.RLock
-    max_memory_bytes: int
-    idle_timeout: float | None
-    retry_after: float
-    last_store_error: str | None
-    _io_lock: threading.Lock
-    _live: LiveSessions
-    _counters: dict[str, int]
-    _store_down_until: float
-    _tier: CompressedTier | None
-    _spilling: set[str]
-    journal: Journal | None
-    _writer: str | None
-
-    _deletions: int
 
     if TYPE_CHECKING:  # provided by Evictions and SessionManager
 
