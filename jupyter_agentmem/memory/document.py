@@ -86,6 +86,22 @@ def log_marks_of(doc: Document | None) -> dict[str, int]:
         raise StoreCorruptError(f"damaged log_marks: {exc}") from exc
 
 
+def _stored_turns(stored: Document) -> int:
+    """The user turns of a stored copy (counted from its messages when it was
+    written before user turns were counted)."""
+    stored_turns = field(stored, "turns", None)
+    if stored_turns is None:
+        stored_turns = count_user_turns(stored.get("messages", []))
+    return int(stored_turns)
+
+
+def _merged_marks(stored: dict[str, int], local: dict[str, int]) -> dict[str, int]:
+    """Each writer's turn-log mark, the higher of the two copies (marks only grow)."""
+    marks = {w: max(seq, local.get(w, 0)) for w, seq in stored.items()}
+    marks.update({w: seq for w, seq in local.items() if w not in marks})
+    return marks
+
+
 def merge_documents(
     stored: Document | None,
     local: Document,
@@ -123,10 +139,7 @@ def merge_documents(
     merged.pop("user_turns", None)
     merged["messages"] = list(stored.get("messages", [])) + fresh
     merged["messages_total"] = int(field(stored, "messages_total")) + added
-    stored_turns = field(stored, "turns", None)
-    if stored_turns is None:  # written before user turns were counted
-        stored_turns = count_user_turns(stored.get("messages", []))
-    merged["turns"] = int(stored_turns) + count_user_turns(fresh)
+    merged["turns"] = _stored_turns(stored) + count_user_turns(fresh)
     merged["last_access"] = max(float(stored.get("last_access", 0)), float(local["last_access"]))
     merged["truncated_chars_saved"] = max(
         int(field(stored, "truncated_chars_saved")), int(field(local, "truncated_chars_saved"))
@@ -134,9 +147,7 @@ def merge_documents(
     if added > len(local_messages) and local.get("summary"):
         note = "\n[merged from another kernel] " + str(local["summary"])
         merged["summary"] = (str(stored.get("summary", "")) + note)[-max_summary_chars:]
-    marks = {w: max(seq, local_marks.get(w, 0)) for w, seq in stored_marks.items()}
-    marks.update({w: seq for w, seq in local_marks.items() if w not in marks})
-    if marks:
+    if marks := _merged_marks(stored_marks, local_marks):
         merged["log_marks"] = marks
     merged["revision"] = int(stored.get("revision", 0)) + 1
     if local_writes:

@@ -66,6 +66,25 @@ def _check_limits(
         raise ValueError("idle_timeout must be positive seconds, or None to disable it")
 
 
+def _policy(
+    max_recent: int, max_recent_bytes: int, max_summary_chars: int, summarizer: Summarizer | None
+) -> StatePolicy:
+    """The policy of a manager built from the separate limits (no ``policy=``)."""
+    return StatePolicy(
+        max_recent=max_recent,
+        max_recent_bytes=max_recent_bytes,
+        max_summary_chars=max_summary_chars,
+        summarizer=summarizer if summarizer is not None else ExtractiveSummarizer(),
+    )
+
+
+def _default_store() -> SessionStore:
+    """The SQLite file in the Jupyter data directory (``store=None``)."""
+    from jupyter_agentmem.stores import open_store
+
+    return open_store(None)
+
+
 class SessionManager(Evictions, Tiering, TurnLog, Inspection):
     """LRU + idle eviction of ConversationStates to a store, under count and byte budgets.
 
@@ -102,20 +121,11 @@ class SessionManager(Evictions, Tiering, TurnLog, Inspection):
         create_offline: bool = False,
     ) -> None:
         _check_limits(max_sessions, max_memory_bytes, tier_bytes, idle_timeout)
-        if store is None:
-            from jupyter_agentmem.stores import open_store
-
-            store = open_store(None)
-        self.store = store
+        self.store = store = store if store is not None else _default_store()
         self.max_sessions = max_sessions
         self.max_memory_bytes = max_memory_bytes
         self.idle_timeout = idle_timeout
-        self.policy = policy or StatePolicy(
-            max_recent=max_recent,
-            max_recent_bytes=max_recent_bytes,
-            max_summary_chars=max_summary_chars,
-            summarizer=summarizer if summarizer is not None else ExtractiveSummarizer(),
-        )
+        self.policy = policy or _policy(max_recent, max_recent_bytes, max_summary_chars, summarizer)
         self.retry_after = retry_after
         self.create_offline = create_offline
         #: Counters of sharing a store between processes (not in ManagerStats, so the

@@ -114,29 +114,7 @@ class MemoryDashboard(widgets.VBox):  # type: ignore[misc]
         self._failed: str | None = None
         self.paused = False
         self.ticker: DashboardTicker | None = None
-        self.header = widgets.HTML("<b>Agent memory</b>")
-        self.bar = widgets.FloatProgress(
-            value=0.0,
-            min=0.0,
-            max=100.0,
-            description="Memory",
-            bar_style="success",
-            layout=widgets.Layout(width="70%"),
-        )
-        self.memory_label = widgets.HTML()
-        self.leak_warning = widgets.HTML(layout=widgets.Layout(display="none"))
-        self.chart, self.totals, self.table = widgets.HTML(), widgets.HTML(), widgets.HTML()
-        self.compact_button = widgets.Button(description="Compact all", disabled=actions is None)
-        self.idle_seconds = widgets.BoundedFloatText(
-            value=300.0,
-            min=0.0,
-            max=1e9,
-            description="idle s",
-            layout=widgets.Layout(width="170px"),
-        )
-        self.evict_button = widgets.Button(description="Evict idle", disabled=actions is None)
-        self.pause_button = widgets.Button(description="Pause")
-        self.message = widgets.HTML()
+        self._make_widgets(enabled=actions is not None)
         self.compact_button.on_click(self._on_compact)
         self.evict_button.on_click(self._on_evict)
         self.pause_button.on_click(self._on_pause)
@@ -178,6 +156,33 @@ class MemoryDashboard(widgets.VBox):  # type: ignore[misc]
             **kwargs,
         )
         self.add_class("agentmem-dashboard")
+
+    def _make_widgets(self, enabled: bool) -> None:
+        """The status widgets and the controls (the action buttons only ``enabled``
+        when the dashboard has actions to run)."""
+        self.header = widgets.HTML("<b>Agent memory</b>")
+        self.bar = widgets.FloatProgress(
+            value=0.0,
+            min=0.0,
+            max=100.0,
+            description="Memory",
+            bar_style="success",
+            layout=widgets.Layout(width="70%"),
+        )
+        self.memory_label = widgets.HTML()
+        self.leak_warning = widgets.HTML(layout=widgets.Layout(display="none"))
+        self.chart, self.totals, self.table = widgets.HTML(), widgets.HTML(), widgets.HTML()
+        self.compact_button = widgets.Button(description="Compact all", disabled=not enabled)
+        self.idle_seconds = widgets.BoundedFloatText(
+            value=300.0,
+            min=0.0,
+            max=1e9,
+            description="idle s",
+            layout=widgets.Layout(width="170px"),
+        )
+        self.evict_button = widgets.Button(description="Evict idle", disabled=not enabled)
+        self.pause_button = widgets.Button(description="Pause")
+        self.message = widgets.HTML()
 
     # -------------------------------------------------------------- refresh
     def refresh(self) -> None:

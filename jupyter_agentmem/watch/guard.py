@@ -301,20 +301,24 @@ class MemoryGuard:
         self.reports.append(report)
         self._evicted_total += evicted
         log.info("memory guard: %s", report)
-        if evicted:  # one message per critical period: a pending one is replaced, not added
-            ep = self._episode
-            self._episode = (
-                report
-                if ep is None
-                else replace(
-                    report,
-                    pct_before=ep.pct_before,
-                    evicted=ep.evicted + evicted,
-                    estimated_freed=ep.estimated_freed + report.estimated_freed,
-                )
-            )
-            self._tell("guard", report_text(self._episode))
+        if evicted:
+            self._tell_episode(report)
         return report
+
+    def _tell_episode(self, report: GuardReport) -> None:
+        """One message per critical period: a pending one is replaced, not added."""
+        ep = self._episode
+        self._episode = (
+            report
+            if ep is None
+            else replace(
+                report,
+                pct_before=ep.pct_before,
+                evicted=ep.evicted + report.evicted,
+                estimated_freed=ep.estimated_freed + report.estimated_freed,
+            )
+        )
+        self._tell("guard", report_text(self._episode))
 
     def _tell(self, key: str, text: str) -> None:
         if self._notify is not None:
