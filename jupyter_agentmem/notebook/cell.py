@@ -13,6 +13,10 @@ from .render import AgentAnswer, CellRenderer, code_blocks
 NO_CODE = "-f code: the answer has no code block (```), so no cell was inserted"
 
 if TYPE_CHECKING:
+    from jupyter_agentmem.agent.chat import Agent
+    from jupyter_agentmem.agent.response import Response
+    from jupyter_agentmem.agent.settings import Endpoint
+
     from .context import KernelContext
 
 
@@ -50,11 +54,7 @@ def run_agent_cell(
         namespace=namespace,
     )
     endpoint = agent.endpoint(model)
-    if endpoint.is_demo and endpoint.defaulted and not agent.demo_notice_shown:
-        from IPython.display import Markdown, display
-
-        agent.demo_notice_shown = True
-        display(Markdown(f"ℹ️ {DEMO_NOTICE}"))
+    _demo_notice_once(agent, endpoint)
     # A terminal IPython cannot update a display in place: show the answer once.
     in_kernel = getattr(context.shell, "kernel", None) is not None
     renderer = CellRenderer(
@@ -63,18 +63,7 @@ def run_agent_cell(
         interval=config.render_interval,
         bytes_per_second=config.render_bytes_per_second,
     )
-    events = response.events()
-    try:
-        for event in events:
-            renderer.feed(event)
-    except KeyboardInterrupt:
-        events.close()  # commits the partial turn if the interrupt hit outside the stream
-        renderer.stopped(response, "interrupted")
-        raise
-    except ModelError:
-        if renderer.text or renderer.tool_count:
-            renderer.stopped(response, "✗ failed, nothing stored")
-        raise
+    _stream(response, renderer)
     footer = renderer.finish(response)
     if not in_kernel:  # a terminal shows text only: the footer line, then Out[n]
         from IPython.display import display
@@ -94,3 +83,28 @@ def insert_code(shell: Any, answer: str) -> None:
         display({"text/plain": NO_CODE}, raw=True)
     elif shell is not None:
         shell.set_next_input(code, replace=False)
+
+
+def _demo_notice_once(agent: Agent, endpoint: Endpoint) -> None:
+    """Say once per agent that the offline demo model answers (no key, no model set)."""
+    if endpoint.is_demo and endpoint.defaulted and not agent.demo_notice_shown:
+        from IPython.display import Markdown, display
+
+        agent.demo_notice_shown = True
+        display(Markdown(f"ℹ️ {DEMO_NOTICE}"))
+
+
+def _stream(response: Response, renderer: CellRenderer) -> None:
+    """Feed the turn's events to the cell; on Ctrl-C or a model error keep what was shown."""
+    events = response.events()
+    try:
+        for event in events:
+            renderer.feed(event)
+    except KeyboardInterrupt:
+        events.close()  # commits the partial turn if the interrupt hit outside the stream
+        renderer.stopped(response, "interrupted")
+        raise
+    except ModelError:
+        if renderer.text or renderer.tool_count:
+            renderer.stopped(response, "✗ failed, nothing stored")
+        raise
