@@ -217,11 +217,10 @@ class Evictions(ManagerFields):
         elif merged:
             state.rebase(saved, item.turns)
 
-    def _write_failed(self, item: _Write, exc: Exception) -> None:
-        """A store outage pauses all writes for ``retry_after``; a failure of this one
-        document (it cannot be encoded, its stored copy is damaged, it kept
-        conflicting) only backs this session off, so the others still evict."""
-        sid = item.state.session_id
+    def _store_failed(self, exc: Exception, sid: str | None = None) -> bool:
+        """Count a failed write and back off: the whole store for ``retry_after`` on an
+        outage, else only session ``sid`` (if live). True for the first failure since
+        the store last worked (the one worth a warning)."""
         outage = isinstance(exc, StoreError) and not isinstance(
             exc, (SessionConflictError, StoreCorruptError)
         )
@@ -232,9 +231,16 @@ class Evictions(ManagerFields):
             until = time.time() + self.retry_after
             if outage:
                 self._store_down_until = until
-            elif sid in self._live:
+            elif sid is not None and sid in self._live:
                 self._live.backoff[sid] = until
-        if first:
+        return first
+
+    def _write_failed(self, item: _Write, exc: Exception) -> None:
+        """A store outage pauses all writes for ``retry_after``; a failure of this one
+        document (it cannot be encoded, its stored copy is damaged, it kept
+        conflicting) only backs this session off, so the others still evict."""
+        sid = item.state.session_id
+        if self._store_failed(exc, sid):
             log.warning(
                 "could not persist session %r (%s); sessions stay in memory, over budget, "
                 "and will be written when the store is back",

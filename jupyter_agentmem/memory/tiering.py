@@ -33,8 +33,6 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from jupyter_agentmem.errors import SessionConflictError, StoreCorruptError, StoreError
-
 from . import persist
 from .books import Budget
 from .document import Document, new_write_id, with_write
@@ -55,6 +53,8 @@ class Tiering(ManagerFields):
     """Eviction into the tier, restore from it, and the tier's spill to the store."""
 
     if TYPE_CHECKING:  # provided by Evictions and SessionManager
+
+        def _store_failed(self, exc: Exception, sid: str | None = None) -> bool: ...
 
         def _low_water(self) -> int: ...
         def _attach(self, sid: str, doc: Document | None, create: bool) -> ConversationState: ...
@@ -158,16 +158,7 @@ class Tiering(ManagerFields):
         tier.hold(item.session_id, item.doc, meta)
 
     def _spill_failed(self, sid: str, exc: Exception) -> None:
-        outage = isinstance(exc, StoreError) and not isinstance(
-            exc, (SessionConflictError, StoreCorruptError)
-        )
-        with self.lock:
-            self._counters["persist_failures"] += 1
-            first = self.last_store_error is None
-            self.last_store_error = f"{type(exc).__name__}: {exc}"
-            if outage:
-                self._store_down_until = time.time() + self.retry_after
-        if first:
+        if self._store_failed(exc):  # a tiered session is not live: no per-session backoff
             log.warning(
                 "could not write session %r from the compressed tier to the store (%s); "
                 "it stays in memory, over the tier's budget",

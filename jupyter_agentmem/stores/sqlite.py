@@ -264,41 +264,38 @@ class SQLiteStore:
 
         self._transaction(write, "appending to the turn log")
 
-    def read_log(self, session_id: str) -> list[LogEntry]:
+    def _select(self, sql: str, session_id: str, doing: str | None) -> list[Any]:
+        """The rows of one session's query, under the lock; a database error is
+        explained as ``doing`` (``None``: reported as an unreadable file)."""
         with self._lock:
             db = self._check()
             try:
-                rows = db.execute(
-                    "SELECT writer, seq, message FROM journal WHERE session_id = ? ORDER BY id",
-                    (session_id,),
-                ).fetchall()
+                return db.execute(sql, (session_id,)).fetchall()
             except sqlite3.DatabaseError as exc:
-                raise explain(exc, self.path, "reading the turn log") from exc
+                if doing is None:
+                    raise StoreCorruptError(f"cannot read {self.path}: {exc}") from exc
+                raise explain(exc, self.path, doing) from exc
+
+    def read_log(self, session_id: str) -> list[LogEntry]:
+        rows = self._select(
+            "SELECT writer, seq, message FROM journal WHERE session_id = ? ORDER BY id",
+            session_id,
+            "reading the turn log",
+        )
         return [(str(w), int(seq), str(message)) for w, seq, message in rows]
 
     def revision(self, session_id: str) -> int | None:
         """The stored revision alone (an index lookup), or None: a cheap staleness check."""
-        with self._lock:
-            db = self._check()
-            try:
-                row = db.execute(
-                    "SELECT revision FROM sessions WHERE id = ?", (session_id,)
-                ).fetchone()
-            except sqlite3.DatabaseError as exc:
-                raise StoreCorruptError(f"cannot read {self.path}: {exc}") from exc
-        return None if row is None else int(row[0])
+        rows = self._select("SELECT revision FROM sessions WHERE id = ?", session_id, None)
+        return int(rows[0][0]) if rows else None
 
     def load(self, session_id: str) -> SessionData | None:
-        with self._lock:
-            db = self._check()
-            try:
-                row = db.execute(
-                    "SELECT data, revision FROM sessions WHERE id = ?", (session_id,)
-                ).fetchone()
-            except sqlite3.DatabaseError as exc:
-                raise explain(exc, self.path, "reading a session") from exc
-        if row is None:
+        rows = self._select(
+            "SELECT data, revision FROM sessions WHERE id = ?", session_id, "reading a session"
+        )
+        if not rows:
             return None
+        row = rows[0]
         try:
             data = json.loads(row[0])
         except (TypeError, ValueError) as exc:
