@@ -295,18 +295,7 @@ class SQLiteStore:
         )
         if not rows:
             return None
-        row = rows[0]
-        try:
-            data = json.loads(row[0])
-        except (TypeError, ValueError) as exc:
-            raise StoreCorruptError(
-                f"session {session_id!r} in {self.path} is damaged (not JSON: {exc}); "
-                "other sessions are unaffected"
-            ) from exc
-        if not isinstance(data, dict):
-            raise StoreCorruptError(f"session {session_id!r} in {self.path} is not a document")
-        data["revision"] = row[1]  # the stored revision is authoritative
-        return data
+        return self._decode(session_id, rows[0][0], rows[0][1])
 
     def load_many(self, session_ids: Iterable[str]) -> dict[str, SessionData]:
         """The documents of the ids that exist, read in chunks of one query each
