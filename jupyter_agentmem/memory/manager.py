@@ -41,6 +41,7 @@ from .eviction import Evictions
 from .inspection import Inspection
 from .journal import load_with_log
 from .owner import check_session_id
+from .sharing import Sharing
 from .state import ConversationState, StatePolicy
 from .stats import COUNTERS
 from .summarize import ExtractiveSummarizer, Summarizer
@@ -85,7 +86,7 @@ def _default_store() -> SessionStore:
     return open_store(None)
 
 
-class SessionManager(Evictions, Tiering, TurnLog, Inspection):
+class SessionManager(Evictions, Tiering, TurnLog, Inspection, Sharing):
     """LRU + idle eviction of ConversationStates to a store, under count and byte budgets.
 
     ``store=None`` uses the default SQLite file in the Jupyter data directory;
@@ -315,42 +316,6 @@ class SessionManager(Evictions, Tiering, TurnLog, Inspection):
             return drained + sum(
                 self._write_all(items[i : i + 256]) for i in range(0, len(items), 256)
             )
-
-    def refresh(self, session_id: str) -> bool:
-        """Drop a live copy that another process has superseded; True if it did.
-
-        One cheap store call (``store.revision``, when the store has it) per turn
-        lets several servers share sessions without sticky routing: when the
-        stored revision is newer than ours, unsaved turns of ours are saved
-        first (merged after the other writer's, as on any conflict), then the
-        copy is unloaded so the next use loads the stored one.
-        """
-        read = getattr(self.store, "revision", None)
-        with self.lock:
-            state = self._live.get(session_id)
-            if read is None or state is None:
-                return False
-            mine, version = state.revision, state.version
-            unsaved = state.messages_total != state.base_total
-        stored = read(session_id)
-        if stored is None or stored <= mine:
-            return False
-        if unsaved:  # save ours merged after theirs; a failed save keeps the copy live
-            dropped = self.evict(session_id)
-        else:
-            with self.lock:
-                dropped = self._live.get(session_id) is state and state.version == version
-                if dropped:
-                    self._live.remove(session_id)
-                    state.unload()
-        if dropped:
-            with self.lock:
-                self.sharing["stale_reloads"] += 1
-        return dropped
-
-    async def arefresh(self, session_id: str) -> bool:
-        """Async twin of :meth:`refresh` (the store call runs in a worker thread)."""
-        return await asyncio.to_thread(self.refresh, session_id)
 
     def update_policy(self, **changes: Any) -> StatePolicy:
         """Change compaction limits (``max_recent``, ``max_recent_bytes``, ...) for every
