@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -86,22 +87,9 @@ def create_app(
         owns_agent=owns,
     )
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        served.loop = asyncio.get_running_loop()
-        try:
-            yield
-        finally:
-            await served.runs.aclose()
-            if fleet is not None:
-                await fleet.aclose()
-            if served.owns_agent:
-                served.agent.close()
-                served.manager.close()
-
     app = FastAPI(
         title=title,
-        lifespan=lifespan,
+        lifespan=_lifespan(served, fleet),
         docs_url=None,
         redoc_url=None,
     )
@@ -116,6 +104,27 @@ def create_app(
     add_openai_routes(api)
     app.include_router(api)
     return app
+
+
+def _lifespan(
+    served: Served, fleet: Fleet | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start: remember the event loop. Stop: end the runs, the fleet, and what the app owns."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        served.loop = asyncio.get_running_loop()
+        try:
+            yield
+        finally:
+            await served.runs.aclose()
+            if fleet is not None:
+                await fleet.aclose()
+            if served.owns_agent:
+                served.agent.close()
+                served.manager.close()
+
+    return lifespan
 
 
 class DeclaredSizeLimit:
