@@ -131,9 +131,10 @@ async def user(
     think: float,
     stop_at: float,
     stats: Stats,
+    first_turn: int = 0,
 ) -> None:
     await asyncio.sleep(random.uniform(0, think))
-    for t in range(turns):
+    for t in range(first_turn, turns):
         if time.monotonic() > stop_at:
             return
         await turn(client, random.choice(bases), kind, f"user-{i}", f"u{i} turn {t}", stats)
@@ -199,22 +200,32 @@ async def _drive(
     limits = httpx.Limits(max_connections=args.users + args.hot + 10, max_keepalive_connections=200)
     stop_at = started + args.max_seconds
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        hot = [hammer(client, bases, kind, c, stop_at, stats) for c in range(args.hot)]
+        hot_task = asyncio.gather(*hot)
+        warm_turns = min(args.warmup, args.turns)
+        if warm_turns:  # every session exists (and is warm somewhere) before RSS counts
+            await asyncio.gather(
+                *(
+                    user(client, bases, kind, i, warm_turns, args.think, stop_at, stats)
+                    for i in range(args.users)
+                )
+            )
+        warm_at = len(rss)
         users = [
-            user(client, bases, kind, i, args.turns, args.think, stop_at, stats)
+            user(client, bases, kind, i, args.turns, args.think, stop_at, stats, warm_turns)
             for i in range(args.users)
         ]
-        users_done = asyncio.gather(*users)
-        hot_stop = [started + args.max_seconds]
-        hot = [hammer(client, bases, kind, c, hot_stop[0], stats) for c in range(args.hot)]
-        hot_task = asyncio.gather(*hot)
-        await users_done
+        await asyncio.gather(*users)
         elapsed = time.monotonic() - started
         hot_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await hot_task
         await asyncio.sleep(0.5)  # the last runs store their turn
         lost = await count_lost(client, bases, kind, stats)
-    warm = rss[min(len(rss) - 1, max(1, len(rss) // 5))] if rss else []
+    if not args.warmup:
+        warm_at = max(1, len(rss) // 5)
+    warm = rss[min(len(rss) - 1, warm_at)] if rss else []
+    after = rss[warm_at:] or rss[-1:]
     return {
         "kind": kind,
         "turns": len(stats.done),
@@ -230,6 +241,7 @@ async def _drive(
         "lost": lost,
         "rss_warm_mib": [round(x) for x in warm],
         "rss_end_mib": [round(x) for x in rss[-1]] if rss else [],
+        "rss_max_after_warm_mib": [round(max(col)) for col in zip(*after, strict=True)],
         "sessions": len(stats.sent),
     }
 
@@ -359,7 +371,7 @@ def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"(think <= {args.think} s), {args.hot} hot clients, model chunk delay {args.delay} s",
         "",
         "| server | turns | turns/s | first event p50 / p99 ms | done p50 / p99 ms | 409s "
-        "| errors | messages lost | RSS MiB per instance (warm -> end) "
+        "| errors | messages lost | RSS MiB per instance (warm -> end, max after warm) "
         "| Redis per session: all / document |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
@@ -369,8 +381,10 @@ def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
             if r["kind"] == "ours"
             else "article's FastAPI /chat (dict)"
         )
-        pairs = zip(r["rss_warm_mib"], r["rss_end_mib"], strict=False)
-        rss = ", ".join(f"{a} -> {b}" for a, b in pairs)
+        triples = zip(
+            r["rss_warm_mib"], r["rss_end_mib"], r["rss_max_after_warm_mib"], strict=False
+        )
+        rss = ", ".join(f"{a} -> {b} (max {c})" for a, b, c in triples)
         lines.append(
             f"| {name} | {r['turns']} | {r['turns_per_s']} "
             f"| {r['first_p50_ms']} / {r['first_p99_ms']} "
@@ -394,6 +408,12 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.01, help="Seconds between model chunks.")
     parser.add_argument(
         "--max-seconds", type=float, default=240.0, help="No turn starts after this."
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="Turns every user takes before RSS 'warm' is sampled (0: a fifth of the run).",
     )
     parser.add_argument("--quick", action="store_true", help="CI form: 20 users x 3 turns.")
     parser.add_argument("--json", help="Also write the rows to this file.")

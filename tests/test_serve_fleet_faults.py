@@ -40,7 +40,9 @@ def model() -> Iterator[FakeModelServer]:
     srv.stop()
 
 
-def spawn(tmp: Path, model: FakeModelServer, store: str, tokens: Path) -> tuple[Any, str]:
+def spawn(
+    tmp: Path, model: FakeModelServer, store: str, tokens: Path, *extra: str
+) -> tuple[Any, str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
     env |= {
@@ -52,7 +54,7 @@ def spawn(tmp: Path, model: FakeModelServer, store: str, tokens: Path) -> tuple[
         "AGENTMEM_MODEL": "m",
     }
     command = [sys.executable, "-m", "jupyter_agentmem", "serve", "--port", str(port)]
-    command += ["--store", store, "--tokens-file", str(tokens), "--lease-ttl", "3"]
+    command += ["--store", store, "--tokens-file", str(tokens), "--lease-ttl", "3", *extra]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

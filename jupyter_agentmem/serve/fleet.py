@@ -42,6 +42,7 @@ from jupyter_agentmem.stores.runlog import LoggedEvent, RedisEventLog, RunEvents
 
 log = logging.getLogger(__name__)
 
+_GHOST_SECONDS = 60.0  # how long a lease whose take timed out is still cleaned up
 _MAX_PENDING = 10_000  # events of one run waiting for Redis; beyond, the mirror gives up
 
 
@@ -81,6 +82,7 @@ class Fleet:
         self.enqueue_timeout = enqueue_timeout
         self.faults: dict[str, str] = {}  # what is degraded now -> why (logged once)
         self.counts = {"lease_busy": 0, "lease_local": 0, "mirror_failures": 0}
+        self._ghosts: set[asyncio.Task[None]] = set()  # bounded: each ends within lease_ttl
 
     # ----------------------------------------------------------------- faults
     def _fault(self, kind: str, exc: Exception) -> None:
@@ -126,6 +128,25 @@ class Fleet:
             await (self.lease if shared else self.local).release(key, token)
         except StoreError as exc:  # it expires by itself
             self._fault("lease", exc)
+            shared = False
+        if not shared:  # a timed-out take (or release) may still land in a slow Redis
+            task = asyncio.get_running_loop().create_task(self._release_ghost(key, token))
+            self._ghosts.add(task)
+            task.add_done_callback(self._ghosts.discard)
+
+    async def _release_ghost(self, key: str, token: str) -> None:
+        """Delete our token's Redis lease once Redis answers again, so a frozen Redis
+        does not lock the session for a whole TTL after it thaws (compare-and-delete:
+        never another instance's lease). Bounded: gives up after ``_GHOST_SECONDS``."""
+        loop = asyncio.get_running_loop()
+        deadline, pause = loop.time() + max(self.lease.ttl, _GHOST_SECONDS), 0.1
+        while loop.time() < deadline:
+            try:
+                await self.lease.release(key, token)
+                return
+            except StoreError:
+                await asyncio.sleep(pause)
+                pause = min(1.0, pause * 2)
 
     # ----------------------------------------------------------------- events
     def mirror(self, run_id: str, tenant: str, session: str) -> Mirror:
@@ -139,6 +160,8 @@ class Fleet:
             return None
 
     async def aclose(self) -> None:
+        for task in list(self._ghosts):
+            task.cancel()
         await self._client.aclose()
 
 
