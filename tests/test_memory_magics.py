@@ -23,14 +23,26 @@ from jupyter_agentmem.watch import ticker as watch
 MiB = 2**20
 
 
+# Threads alive before the fixture loaded the extension: other tests' managers may still be
+# winding down; what load/unload must not leave behind is judged against this set.
+_THREADS_BEFORE: set[threading.Thread] = set()
+
+
+def leftover_threads() -> list[threading.Thread]:
+    alive = set(threading.enumerate()) - _THREADS_BEFORE
+    return [t for t in alive if t.name.startswith("agentmem-")]
+
+
 @pytest.fixture
 def shell() -> Iterator[InteractiveShell]:
     extension.unload()
+    _THREADS_BEFORE.clear()
+    _THREADS_BEFORE.update(threading.enumerate())
     sh = InteractiveShell.instance()
     extension.load(sh, AgentMem(store_url="memory://"))
     yield sh
     extension.unload()
-    assert not [t for t in threading.enumerate() if t.name.startswith("agentmem-")]
+    assert not leftover_threads()
 
 
 @pytest.fixture
@@ -312,7 +324,7 @@ def test_unload_removes_hooks_and_the_magic_says_not_loaded(
     assert ours(shell)["pre_run_cell"] == after_load["pre_run_cell"] + 1
     extension.unload()
     assert ours(shell) == {"pre_run_cell": 0, "post_run_cell": 0}
-    assert not [t for t in threading.enumerate() if t.name.startswith("agentmem-")]
+    assert not leftover_threads()
     assert "not loaded" in usage_error(shell, "stats")
     extension.load(shell, AgentMem(store_url="memory://"))  # load -> unload -> load is clean
     assert ours(shell) == after_load

@@ -29,11 +29,13 @@ PASSWORD = "hunter2-very-secret"
 @pytest.fixture
 def shell() -> Iterator[InteractiveShell]:
     extension.unload()
+    before = set(threading.enumerate())  # other tests' managers may still be winding down
     sh = InteractiveShell.instance()
     extension.load(sh, AgentMem(store_url="memory://", memory_guard=False))
     yield sh
     extension.unload()
-    assert not [t for t in threading.enumerate() if t.name.startswith("agentmem-")]
+    left = set(threading.enumerate()) - before
+    assert not [t for t in left if t.name.startswith("agentmem-")]
 
 
 def stderr(run: Any) -> str:
