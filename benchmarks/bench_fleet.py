@@ -42,23 +42,15 @@ import httpx
 import psutil
 
 from .bench_serve import free_port, start, stop
+from .bench_serve import model_server as serve_model
 
 ANSWER = "Foxes are small omnivores of the dog family; they live almost everywhere. " * 3
 CHUNK = 23
 
 
 def model_server(port: int, delay: float) -> None:
-    from jupyter_agentmem.testing.demo import DemoReply
-    from jupyter_agentmem.testing.server import FakeModelServer
-
-    server = FakeModelServer(
-        port,
-        default=lambda body: DemoReply(text=ANSWER, completion_tokens=50),
-        demo_delay=delay,
-        demo_chunk_size=CHUNK,
-    ).start()
-    signal.sigwait({signal.SIGTERM, signal.SIGINT})
-    server.stop()
+    """The model process (bench_serve's), with this load's shorter answer."""
+    serve_model(port, delay, answer=ANSWER, chunk=CHUNK, tokens=50)
 
 
 @dataclass

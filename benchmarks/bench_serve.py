@@ -44,16 +44,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def model_server(port: int, delay: float) -> None:
-    """The model process: the loopback server answering every request with ANSWER."""
+def model_server(
+    port: int, delay: float, answer: str = ANSWER, chunk: int = CHUNK, tokens: int = 500
+) -> None:
+    """The model process: the loopback server answering every request with ``answer``
+    in ``chunk``-char pieces, ``delay`` s apart, until SIGTERM/SIGINT."""
     from jupyter_agentmem.testing.demo import DemoReply
     from jupyter_agentmem.testing.server import FakeModelServer
 
     server = FakeModelServer(
         port,
-        default=lambda body: DemoReply(text=ANSWER, completion_tokens=500),
+        default=lambda body: DemoReply(text=answer, completion_tokens=tokens),
         demo_delay=delay,
-        demo_chunk_size=CHUNK,
+        demo_chunk_size=chunk,
     ).start()
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
     server.stop()
