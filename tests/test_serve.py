@@ -19,13 +19,6 @@ from .serve_helpers import ALICE, BOB, TOKENS, Served, chat, make_agent, parse_s
 
 
 @pytest.fixture(scope="module")
-def model() -> Iterator[FakeModelServer]:
-    srv = FakeModelServer(default=None).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
 def served(model: FakeModelServer) -> Iterator[Served]:
     registry = ToolRegistry()
 

@@ -32,13 +32,6 @@ redis_server = server_helper.redis_server
 ANSWER = "".join(f"word{i:02d} " for i in range(40))
 
 
-@pytest.fixture(scope="module")
-def model() -> Iterator[FakeModelServer]:
-    srv = FakeModelServer(default=None).start()
-    yield srv
-    srv.stop()
-
-
 def instance(
     model: FakeModelServer, url: str, prefix: str, timeout: float = 2.0, **fleet: Any
 ) -> Served:

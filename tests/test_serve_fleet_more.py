@@ -48,13 +48,6 @@ __all__ = [
 ]
 
 
-@pytest.fixture(scope="module")
-def model() -> Iterator[FakeModelServer]:
-    srv = FakeModelServer(default=None).start()
-    yield srv
-    srv.stop()
-
-
 @pytest.fixture
 def pair(model: FakeModelServer, redis_cluster: RedisCluster) -> Iterator[tuple[Served, Served]]:
     """Two instances on the Redis Cluster (the imported tests take this ``pair``)."""

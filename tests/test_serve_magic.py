@@ -22,13 +22,6 @@ KEY = "sk-test-secret-key-0123456789"
 
 
 @pytest.fixture(scope="module")
-def model() -> Iterator[FakeModelServer]:
-    srv = FakeModelServer(default=None).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
 def kernel(model: FakeModelServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
     k = Kernel(
         tmp_path_factory.mktemp("serve-kernel"),

@@ -15,13 +15,6 @@ from .serve_helpers import ALICE, BOB, TOKENS, Served, chat, make_agent
 
 
 @pytest.fixture(scope="module")
-def model() -> Iterator[FakeModelServer]:
-    srv = FakeModelServer(default=None).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
 def served(model: FakeModelServer) -> Iterator[Served]:
     agent = make_agent(model)
     srv = Served(agent, tokens=TOKENS)

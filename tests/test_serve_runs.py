@@ -18,13 +18,6 @@ ANSWER = "".join(f"word{i:02d} " for i in range(40))  # 280 chars
 
 
 @pytest.fixture(scope="module")
-def model() -> Iterator[FakeModelServer]:
-    srv = FakeModelServer(default=None).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
 def served(model: FakeModelServer) -> Iterator[Served]:
     agent = make_agent(model)
     srv = Served(agent)  # local mode: no tokens, loopback
