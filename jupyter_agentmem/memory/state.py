@@ -19,7 +19,6 @@ memory.
 from __future__ import annotations
 
 import contextlib
-import sys
 import threading
 import time
 from array import array
@@ -35,13 +34,20 @@ from .document import FORMAT_VERSION, Document, merge_documents
 from .owner import StateOwner, check_session_id
 from .persisting import NO_PENDING, Persisting
 from .policy import DEFAULT_POLICY, StatePolicy
-from .sizing import escape_surrogates, message_size, text_size
+from .sizing import ARRAY_EXTRA, GC_HEADER, escape_surrogates, message_size
 from .stats import SessionInfo
 from .summarize import Summarizer
 
 __all__ = ["FORMAT_VERSION", "ConversationState", "StateOwner", "StatePolicy", "merge_documents"]
 
 Message = dict[str, Any]
+
+_object_sizeof = object.__sizeof__
+_list_sizeof = list.__sizeof__
+_array_sizeof = array.__sizeof__
+_str_sizeof = str.__sizeof__
+# What sys.getsizeof adds to those for the state, its list and its two arrays (GC headers).
+_FIXED_EXTRA = 2 * GC_HEADER + 2 * ARRAY_EXTRA
 
 
 class ConversationState(Persisting):
@@ -116,17 +122,19 @@ class ConversationState(Persisting):
 
     # ----------------------------------------------------------------- sizing
     def _estimate(self) -> int:
-        """Heap estimate of this session, O(1): containers + message bytes + summary."""
+        """Heap estimate of this session, O(1): containers + message bytes + summary
+        (``sys.getsizeof`` of each, by the types' own ``__sizeof__``: no lookups)."""
         messages = self._messages
         if messages is None:
-            return sys.getsizeof(self)
+            return _object_sizeof(self) + GC_HEADER
         return (
-            sys.getsizeof(self)
-            + sys.getsizeof(messages)
-            + sys.getsizeof(self._sizes)
-            + sys.getsizeof(self._tokens)
+            _object_sizeof(self)
+            + _list_sizeof(messages)
+            + _array_sizeof(self._sizes)
+            + _array_sizeof(self._tokens)
+            + _FIXED_EXTRA
             + self._window_bytes
-            + text_size(self._summary)
+            + _str_sizeof(self._summary)
         )
 
     @property
@@ -194,19 +202,27 @@ class ConversationState(Persisting):
         if self._owner is not None:
             self._owner.resized(self, delta)
 
-    def _settle(self, auto_compact: bool = True) -> None:
-        """Work that must run without the lock: inline compaction, then the owner's budget."""
+    def _over_window(self, window: list[Message]) -> bool:
+        """:meth:`needs_compaction` of the loaded window (lock held)."""
         policy = self.policy
-        summarizer = policy.summarizer
-        if (
-            auto_compact
-            and summarizer is not None
-            and summarizer.is_local
-            and policy.auto_compact
-            and self.needs_compaction()
-        ):
-            with contextlib.suppress(SummarizerError):  # recorded in last_error; messages stay
-                self.compact(summarizer)
+        return (
+            len(window) > policy.max_recent
+            or self._window_bytes > policy.max_recent_bytes
+            or (
+                policy.max_recent_tokens is not None
+                and self._window_tokens > policy.max_recent_tokens
+            )
+        )
+
+    def _settle(self, over: bool) -> None:
+        """Work that must run without the lock: inline compaction when the window was
+        ``over`` its budget after the change, then the owner's budget."""
+        if over:
+            policy = self.policy
+            summarizer = policy.summarizer
+            if summarizer is not None and summarizer.is_local and policy.auto_compact:
+                with contextlib.suppress(SummarizerError):  # in last_error; messages stay
+                    self.compact(summarizer)
         if self._owner is not None:
             self._owner.settle()
 
@@ -219,7 +235,26 @@ class ConversationState(Persisting):
         no store can write (lone surrogates, giant ints): such a message could not
         be persisted when the session is evicted. Nothing is added then.
         """
-        self._append([message], [message_size(message)])
+        size = message_size(message)
+        if self.policy.token_counter is not None:
+            self._append([message], [size])
+            return
+        window, lock = self._acquire()  # the one-message case of _append, call for call
+        try:
+            window.append(message)
+            self._sizes.append(size)
+            self._window_bytes += size
+            self.messages_total += 1
+            if message.get("role") == "user":
+                self.turns += 1
+            self.last_access = time.time()
+            self._changed()
+            if self._owner is not None:
+                self._owner.committed(self, [message])
+            over = self._over_window(window)
+        finally:
+            lock.release()
+        self._settle(over)
 
     def add_messages(self, messages: Sequence[Message], *, auto_compact: bool = True) -> None:
         """Append several messages atomically (all validated first: a bad one adds nothing).
@@ -259,9 +294,10 @@ class ConversationState(Persisting):
             self._changed()
             if self._owner is not None:
                 self._owner.committed(self, batch)
+            over = auto_compact and self._over_window(window)
         finally:
             lock.release()
-        self._settle(auto_compact)
+        self._settle(over)
 
     def add_tool_result(self, tool_call_id: str, output: Any, name: str | None = None) -> Message:
         """Truncate a tool's output (see ``ToolOutputTruncator``) and add it as a ``tool`` message.

@@ -76,33 +76,48 @@ class ExtractiveSummarizer(Summarizer):
         self.line_chars = line_chars
 
     def _line(self, message: Message) -> str:
-        role = str(message.get("role", "?"))
-        text = message_text(message)
+        role = message.get("role", "?")
+        if type(role) is not str:
+            role = str(role)
+        content = message.get("content")
+        if type(content) is str and not message.get("tool_calls"):
+            text = content  # what message_text returns, without its general walk
+        else:
+            text = message_text(message)
+        limit = self.line_chars
+        clipped = text[: limit * 2]  # _clip reads no further than this into the line
         if role == "tool":
-            raw = message.get("content")
-            size = len(raw) if isinstance(raw, str) else len(text)
+            size = len(content) if isinstance(content, str) else len(text)
             label = message.get("name") or message.get("tool_call_id") or "tool"
-            return _clip(f"- tool {label} -> {size:,} chars: {text}", self.line_chars)
-        return _clip(f"- {role}: {text}", self.line_chars)
+            return _clip(f"- tool {label} -> {size:,} chars: {clipped}", limit)
+        return _clip(f"- {role}: {clipped}", limit)
 
     def summarize(self, messages: Sequence[Message], previous_summary: str, max_chars: int) -> str:
-        lines = [ln for ln in previous_summary.splitlines() if ln.strip()]
+        lines = list(filter(str.strip, previous_summary.splitlines()))  # the non-blank ones
         condensed = 0
         if lines and (match := _CONDENSED.match(lines[0])):
             condensed = int(match.group(1))
-            lines = lines[1:]
-        lines.extend(self._line(m) for m in messages)
-        total = sum(len(ln) + 1 for ln in lines)
-        start = 0
-        while start < len(lines):
-            header = f"[... {condensed} earlier points condensed]\n" if condensed else ""
-            if total + len(header) <= max_chars:
+            del lines[0]
+        line = self._line
+        lines += [line(m) for m in messages]
+        body = "\n".join(lines)
+        total = len(body) + 1 if lines else 0  # each line and its newline
+        start = cut = 0
+        while start < len(lines):  # drop the oldest lines into the counter until it fits
+            if total + (_header_chars(condensed) if condensed else 0) <= max_chars:
                 break
-            total -= len(lines[start]) + 1
+            dropped = len(lines[start]) + 1
+            total -= dropped
+            cut += dropped
             start += 1
             condensed += 1
         header = f"[... {condensed} earlier points condensed]\n" if condensed else ""
-        return (header + "\n".join(lines[start:]))[:max_chars]
+        return (header + body[cut:])[:max_chars]
+
+
+def _header_chars(condensed: int) -> int:
+    """``len(f"[... {condensed} earlier points condensed]\\n")``."""
+    return 32 + len(str(condensed))
 
 
 _LLM_PROMPT = (

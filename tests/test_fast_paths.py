@@ -1,0 +1,212 @@
+"""The add path's fast paths give exactly what the general code gives.
+
+``message_size`` walks common message shapes with a specialised walk and falls
+back to ``json_size`` for anything else; the extractive summarizer builds its
+lines and merges the summary without re-walking it; the state's byte estimate
+reads ``__sizeof__`` directly. Each is checked here against the general code (or,
+for the summarizer, the previous implementation kept below as the reference).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jupyter_agentmem import ConversationState
+from jupyter_agentmem.errors import InvalidMessageError
+from jupyter_agentmem.memory.sizing import _dict_size, json_size, message_size
+from jupyter_agentmem.memory.summarize import ExtractiveSummarizer, message_text
+
+from .strategies import json_values
+
+# --------------------------------------------------------------- sizing
+# Odd but JSON-shaped values and the unencodable ones message_size must refuse.
+_ODD: dict[str, object] = {
+    "surrogate": "\ud800",
+    "accented": "caf\u00e9",
+    "long": "x" * 40,
+    "giant int": 10**5000,
+    "big int": -(10**30),
+    "257": 257,
+    "-6": -6,
+    "nan": math.nan,
+    "inf": math.inf,
+    "float": 1.5,
+    "tuple": (1, 2),
+    "set": {1, 2},
+    "bytes": b"bytes",
+    "true": True,
+    "none": None,
+}
+
+
+def _odd(name: str) -> object:
+    return _ODD[name]
+
+
+odd_scalars = st.sampled_from(sorted(_ODD)).map(_odd)
+odd_keys = st.text(max_size=20) | st.sampled_from(["k\udc80", "é", "k" * 17]) | st.integers()
+hostile_values = st.recursive(
+    json_values | odd_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(odd_keys, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def _outcome(fn: Any, message: dict[str, Any]) -> tuple[str, object]:
+    try:
+        return "ok", fn(message)
+    except InvalidMessageError as exc:
+        return "error", str(exc)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(odd_keys, hostile_values, max_size=5), st.sampled_from(["user", "tool"]))
+def test_message_size_equals_the_general_walk(extra: dict[Any, Any], role: str) -> None:
+    message = {"role": role, **extra}
+    if type(message.get("role")) is not str or not message["role"]:
+        message["role"] = role
+    assert _outcome(message_size, message) == _outcome(json_size, message)
+
+
+def test_message_size_of_the_common_shapes_takes_the_fast_walk() -> None:
+    calls = [
+        {"id": f"call_{i}", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+        for i in range(3)
+    ]
+    message = {"role": "assistant", "content": None, "tool_calls": calls, "n": 10**6, "f": 0.5}
+    assert _dict_size(message, 0) == json_size(message) > 0  # no fallback needed
+
+
+def test_deep_nesting_is_refused_by_the_fast_walk_too() -> None:
+    value: Any = "leaf"
+    for _ in range(70):
+        value = {"k": value}
+    with pytest.raises(InvalidMessageError, match="nested deeper"):
+        message_size({"role": "user", "content": value})
+
+
+# --------------------------------------------------------- summarizer
+_CONDENSED = re.compile(r"^\[\.\.\. (\d+) earlier points condensed\]$")
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text[: limit * 2].split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def reference_line(message: dict[str, Any], line_chars: int) -> str:
+    """ExtractiveSummarizer._line before the fast path (the reference)."""
+    role = str(message.get("role", "?"))
+    text = message_text(message)
+    if role == "tool":
+        raw = message.get("content")
+        size = len(raw) if isinstance(raw, str) else len(text)
+        label = message.get("name") or message.get("tool_call_id") or "tool"
+        return _clip(f"- tool {label} -> {size:,} chars: {text}", line_chars)
+    return _clip(f"- {role}: {text}", line_chars)
+
+
+def reference_summarize(
+    messages: Sequence[dict[str, Any]], previous: str, max_chars: int, line_chars: int
+) -> str:
+    """ExtractiveSummarizer.summarize before the fast path (the reference)."""
+    lines = [ln for ln in previous.splitlines() if ln.strip()]
+    condensed = 0
+    if lines and (match := _CONDENSED.match(lines[0])):
+        condensed = int(match.group(1))
+        lines = lines[1:]
+    lines.extend(reference_line(m, line_chars) for m in messages)
+    total = sum(len(ln) + 1 for ln in lines)
+    start = 0
+    while start < len(lines):
+        header = f"[... {condensed} earlier points condensed]\n" if condensed else ""
+        if total + len(header) <= max_chars:
+            break
+        total -= len(lines[start]) + 1
+        start += 1
+        condensed += 1
+    header = f"[... {condensed} earlier points condensed]\n" if condensed else ""
+    return (header + "\n".join(lines[start:]))[:max_chars]
+
+
+texts = st.text(st.sampled_from("ab \n\r\t\x0b\x1c\x1f\u2028é-:")) | st.text(max_size=400)
+summary_messages = st.lists(
+    st.fixed_dictionaries(
+        {"role": st.sampled_from(["user", "assistant", "tool", "system"]) | st.integers()},
+        optional={
+            "content": st.none() | texts | st.lists(st.fixed_dictionaries({"text": texts})),
+            "tool_calls": st.none()
+            | st.just([])
+            | st.just({"odd": 1})
+            | st.lists(
+                st.fixed_dictionaries(
+                    {"id": st.text(max_size=5)},
+                    optional={"function": st.fixed_dictionaries({"name": texts})},
+                ),
+                max_size=3,
+            ),
+            "name": texts,
+            "tool_call_id": st.text(max_size=8),
+        },
+    ),
+    max_size=8,
+)
+previous_summaries = (
+    texts
+    | st.builds(
+        lambda n, rest: f"[... {n} earlier points condensed]\n{rest}", st.integers(0, 10**4), texts
+    )
+    | st.builds(
+        lambda n, rest: f"\n  \n[... {n:03d} earlier points condensed]\n\n{rest}",
+        st.integers(0, 99),
+        texts,
+    )
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(summary_messages, previous_summaries, st.integers(100, 3000), st.integers(20, 200))
+def test_extractive_summary_equals_the_reference(
+    messages: list[dict[str, Any]], previous: str, max_chars: int, line_chars: int
+) -> None:
+    summarizer = ExtractiveSummarizer(line_chars)
+    expected = reference_summarize(messages, previous, max_chars, line_chars)
+    assert summarizer.summarize(messages, previous, max_chars) == expected
+
+
+# ------------------------------------------------------------ estimate
+def _getsizeof_estimate(state: ConversationState) -> int:
+    """The estimate as it was first written, with sys.getsizeof."""
+    return (
+        sys.getsizeof(state)
+        + sys.getsizeof(state._messages)
+        + sys.getsizeof(state._sizes)
+        + sys.getsizeof(state._tokens)
+        + state._window_bytes
+        + sys.getsizeof(state._summary)
+    )
+
+
+def test_state_estimate_is_the_getsizeof_formula_after_adds_and_compactions() -> None:
+    state = ConversationState("s", max_recent=6, summarizer=ExtractiveSummarizer())
+    hollow = sys.getsizeof(state)
+    for turn in range(40):
+        state.add_message({"role": "user", "content": f"question {turn} " * (turn % 7)})
+        calls = [
+            {"id": f"c{turn}", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+        ]
+        state.add_message({"role": "assistant", "content": None, "tool_calls": calls})
+        state.add_tool_result(f"c{turn}", "x" * (turn * 50))
+        state.add_messages([{"role": "assistant", "content": "é" * turn}])
+        assert state.memory_estimate_bytes == _getsizeof_estimate(state)
+    assert state.compactions > 0
+    state.unload()
+    assert state.memory_estimate_bytes == hollow
