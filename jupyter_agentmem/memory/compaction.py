@@ -11,9 +11,7 @@ import math
 import threading
 from array import array
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from jupyter_agentmem.errors import InvalidMessageError, SummarizerError
 
@@ -27,9 +25,9 @@ log = logging.getLogger(__name__)
 Message = dict[str, Any]
 
 
-@dataclass(frozen=True)
-class Fold:
-    """A compaction in progress: which messages, on top of which summary and state."""
+class Fold(NamedTuple):
+    """A compaction in progress: which messages, on top of which summary and state
+    (a tuple: one is made per compaction, on the add path)."""
 
     summarizer: Summarizer
     k: int
@@ -39,8 +37,7 @@ class Fold:
     limit: int
 
 
-@dataclass(frozen=True)
-class Window:
+class Window(NamedTuple):
     """The measurements of a recent window that the split point needs."""
 
     sizes: array[int]
@@ -184,7 +181,7 @@ class Compacting:
         _lock: threading.RLock
         _owner: StateOwner[Any] | None
 
-        def _loaded(self) -> AbstractContextManager[list[Message]]: ...
+        def _acquire(self) -> tuple[list[Message], threading.RLock]: ...
         def _changed(self) -> None: ...
 
     # ------------------------------------------------------------- compaction
@@ -208,16 +205,20 @@ class Compacting:
         chosen = summarizer or self.policy.summarizer
         if chosen is None:
             raise SummarizerError("compaction needs a summarizer, e.g. ExtractiveSummarizer()")
-        with self._loaded() as messages:
+        messages, lock = self._acquire()
+        try:
             window = Window(self._sizes, self._tokens, self._window_bytes, self._window_tokens)
             k = split_point(messages, window, self.policy)
             if k == 0:
                 return None
             limit = self.policy.max_summary_chars
             return Fold(chosen, k, messages[:k], self._summary, self._generation, limit)
+        finally:
+            lock.release()
 
-    def _end_compaction(self, fold: Fold, result: object) -> bool:
-        """Check and bound the new summary, apply it unless the state changed meanwhile."""
+    def _end_compaction(self, fold: Fold, result: object, settle: bool = True) -> bool:
+        """Check and bound the new summary, apply it unless the state changed meanwhile;
+        then count it and (unless the caller settles next anyway) apply the budgets."""
         try:
             summary = bounded(checked_summary(result), fold.summarizer, fold.limit)
         except Exception as exc:
@@ -239,7 +240,8 @@ class Compacting:
             self._changed()
         if self._owner is not None:
             self._owner.count("compactions", 1)
-            self._owner.settle()
+            if settle:
+                self._owner.settle()
         return True
 
     def _fold_failed(self, exc: Exception, batch: list[Message]) -> SummarizerError:
@@ -255,6 +257,10 @@ class Compacting:
         raises or returns something that is not storable text, nothing changes
         and :class:`SummarizerError` is raised.
         """
+        return self._compact(summarizer, settle=True)
+
+    def _compact(self, summarizer: Summarizer | None, settle: bool) -> bool:
+        """:meth:`compact`; ``settle=False`` when the caller applies the budgets next."""
         fold = self._begin_compaction(summarizer)
         if fold is None:
             return False
@@ -262,7 +268,7 @@ class Compacting:
             result: object = fold.summarizer.summarize(fold.batch, fold.previous, fold.limit)
         except Exception as exc:
             raise self._fold_failed(exc, fold.batch) from exc
-        return self._end_compaction(fold, result)
+        return self._end_compaction(fold, result, settle)
 
     async def acompact(self, summarizer: Summarizer | None = None) -> bool:
         """Async twin of :meth:`compact` (awaits ``summarizer.asummarize``)."""

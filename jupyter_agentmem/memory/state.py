@@ -222,7 +222,7 @@ class ConversationState(Persisting):
             summarizer = policy.summarizer
             if summarizer is not None and summarizer.is_local and policy.auto_compact:
                 with contextlib.suppress(SummarizerError):  # in last_error; messages stay
-                    self.compact(summarizer)
+                    self._compact(summarizer, settle=False)  # settled just below
         if self._owner is not None:
             self._owner.settle()
 

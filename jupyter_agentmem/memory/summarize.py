@@ -85,12 +85,15 @@ class ExtractiveSummarizer(Summarizer):
         else:
             text = message_text(message)
         limit = self.line_chars
-        clipped = text[: limit * 2]  # _clip reads no further than this into the line
+        reach = limit * 2  # _clip reads no further than this into the line
         if role == "tool":
             size = len(content) if isinstance(content, str) else len(text)
             label = message.get("name") or message.get("tool_call_id") or "tool"
-            return _clip(f"- tool {label} -> {size:,} chars: {clipped}", limit)
-        return _clip(f"- {role}: {clipped}", limit)
+            line = f"- tool {label} -> {size:,} chars: {text[:reach]}"
+        else:
+            line = f"- {role}: {text[:reach]}"
+        line = " ".join(line[:reach].split())  # _clip, inline
+        return line if len(line) <= limit else line[: limit - 3] + "..."
 
     def summarize(self, messages: Sequence[Message], previous_summary: str, max_chars: int) -> str:
         lines = list(filter(str.strip, previous_summary.splitlines()))  # the non-blank ones
