@@ -173,7 +173,7 @@ previous_summaries = (
 
 
 @settings(max_examples=400, deadline=None)
-@given(summary_messages, previous_summaries, st.integers(100, 3000), st.integers(20, 200))
+@given(summary_messages, previous_summaries, st.integers(1, 3000), st.integers(20, 200))
 def test_extractive_summary_equals_the_reference(
     messages: list[dict[str, Any]], previous: str, max_chars: int, line_chars: int
 ) -> None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+from bisect import bisect_left
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from itertools import accumulate
 from typing import Any
 
 from jupyter_agentmem.errors import SummarizerError
@@ -104,23 +106,38 @@ class ExtractiveSummarizer(Summarizer):
         line = self._line
         lines += [line(m) for m in messages]
         body = "\n".join(lines)
-        total = len(body) + 1 if lines else 0  # each line and its newline
-        start = cut = 0
-        while start < len(lines):  # drop the oldest lines into the counter until it fits
-            if total + (_header_chars(condensed) if condensed else 0) <= max_chars:
-                break
-            dropped = len(lines[start]) + 1
-            total -= dropped
-            cut += dropped
-            start += 1
-            condensed += 1
+        dropped, cut = _lines_to_drop(lines, len(body) + 1 if lines else 0, condensed, max_chars)
+        condensed += dropped
+        body = body[cut:] if cut else body
         header = f"[... {condensed} earlier points condensed]\n" if condensed else ""
-        return (header + body[cut:])[:max_chars]
+        return (header + body)[:max_chars]
 
 
 def _header_chars(condensed: int) -> int:
-    """``len(f"[... {condensed} earlier points condensed]\\n")``."""
-    return 32 + len(str(condensed))
+    """``len(f"[... {condensed} earlier points condensed]\\n")``, 0 without a counter."""
+    return 32 + len(str(condensed)) if condensed else 0
+
+
+def _lines_to_drop(lines: list[str], total: int, condensed: int, max_chars: int) -> tuple[int, int]:
+    """How many of the oldest ``lines`` (``total`` chars with their newlines) go into the
+    counter, the fewest so that the rest and the counter's header fit in ``max_chars``
+    (all of them if nothing fits), and how many chars of the joined lines that drops.
+
+    A bisection of the prefix sums (in C) finds where to start looking, instead of
+    walking the summary line by line.
+    """
+    need = total - max_chars  # chars to free, before the header
+    if need + _header_chars(condensed) <= 0 or not lines:
+        return 0, 0
+    freed = list(accumulate(map(_plus_one, map(len, lines))))  # freed[i]: drop i + 1 lines
+    # The header only grows as lines are dropped, so no fewer than this can fit:
+    start = min(bisect_left(freed, need + _header_chars(condensed + 1)) + 1, len(lines))
+    while start < len(lines) and freed[start - 1] < need + _header_chars(condensed + start):
+        start += 1
+    return start, freed[start - 1]
+
+
+_plus_one = (1).__add__
 
 
 _LLM_PROMPT = (
