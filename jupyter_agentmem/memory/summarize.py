@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from bisect import bisect_left
 from abc import ABC, abstractmethod
+from bisect import bisect_left
 from collections.abc import Sequence
 from itertools import accumulate
 from typing import Any
