@@ -73,8 +73,9 @@ class Evictions(ManagerFields):
     def _over_budget(self) -> bool:
         """A cheap hint (the decision is re-made under the lock): is there work?"""
         live = self._live
-        if len(live) > self.max_sessions or live.nbytes > self.max_memory_bytes:
-            if len(live) <= 1:  # the one session in use is never evicted to make room
+        count = len(live.states)
+        if count > self.max_sessions or live.nbytes > self.max_memory_bytes:
+            if count <= 1:  # the one session in use is never evicted to make room
                 self._warn_oversized()
                 return False
             return time.time() >= self._store_down_until

@@ -236,10 +236,11 @@ class ConversationState(Persisting):
         be persisted when the session is evicted. Nothing is added then.
         """
         size = message_size(message)
-        if self.policy.token_counter is not None:
+        policy = self.policy
+        if policy.token_counter is not None:
             self._append([message], [size])
             return
-        window, lock = self._acquire()  # the one-message case of _append, call for call
+        window, lock = self._acquire()  # _append of one message, with its calls inlined
         try:
             window.append(message)
             self._sizes.append(size)
@@ -248,13 +249,21 @@ class ConversationState(Persisting):
             if message.get("role") == "user":
                 self.turns += 1
             self.last_access = time.time()
-            self._changed()
-            if self._owner is not None:
-                self._owner.committed(self, [message])
-            over = self._over_window(window)
+            new = self._estimate()  # _changed()
+            delta = new - self._bytes
+            self._bytes = new
+            owner = self._owner
+            if owner is not None:
+                owner.resized(self, delta)
+                owner.committed(self, [message])
+            # _over_window(): without a token counter there is no token budget
+            over = len(window) > policy.max_recent or self._window_bytes > policy.max_recent_bytes
         finally:
             lock.release()
-        self._settle(over)
+        if over:
+            self._settle(True)
+        elif self._owner is not None:
+            self._owner.settle()
 
     def add_messages(self, messages: Sequence[Message], *, auto_compact: bool = True) -> None:
         """Append several messages atomically (all validated first: a bad one adds nothing).
