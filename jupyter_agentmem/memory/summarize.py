@@ -78,24 +78,14 @@ class ExtractiveSummarizer(Summarizer):
         self.line_chars = line_chars
 
     def _line(self, message: Message) -> str:
-        role = message.get("role", "?")
-        if type(role) is not str:
-            role = str(role)
-        content = message.get("content")
-        if type(content) is str and not message.get("tool_calls"):
-            text = content  # what message_text returns, without its general walk
-        else:
-            text = message_text(message)
-        limit = self.line_chars
-        reach = limit * 2  # _clip reads no further than this into the line
+        role = str(message.get("role", "?"))
+        text = message_text(message)
         if role == "tool":
-            size = len(content) if isinstance(content, str) else len(text)
+            raw = message.get("content")
+            size = len(raw) if isinstance(raw, str) else len(text)
             label = message.get("name") or message.get("tool_call_id") or "tool"
-            line = f"- tool {label} -> {size:,} chars: {text[:reach]}"
-        else:
-            line = f"- {role}: {text[:reach]}"
-        line = " ".join(line[:reach].split())  # _clip, inline
-        return line if len(line) <= limit else line[: limit - 3] + "..."
+            return _clip(f"- tool {label} -> {size:,} chars: {text}", self.line_chars)
+        return _clip(f"- {role}: {text}", self.line_chars)
 
     def summarize(self, messages: Sequence[Message], previous_summary: str, max_chars: int) -> str:
         lines = list(filter(str.strip, previous_summary.splitlines()))  # the non-blank ones
