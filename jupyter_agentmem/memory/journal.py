@@ -92,7 +92,9 @@ class Journal:
         self.window = window
         self._manager = weakref.ref(manager)  # an unclosed, dropped manager is not pinned
         self._queue: deque[tuple[str, int, Message]] = deque()
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._idle = False  # the writer waits for messages (read and set under the lock)
         self._queued = 0  # messages ever queued
         self._done = 0  # messages committed or given up (the sync point)
         self._unlogged: set[str] = set()  # sessions to save whole (bounded by live sessions)
@@ -109,7 +111,7 @@ class Journal:
         """Number and queue freshly added messages (called with the state's lock held)."""
         sid = state.session_id
         seq = state.log_marks.get(self.writer, 0)
-        with self._cond:
+        with self._lock:  # the condition's lock, entered without its Python wrapper
             for message in batch:
                 seq += 1
                 if sid in self._unlogged or self._stop:
@@ -119,7 +121,8 @@ class Journal:
                     continue
                 self._queue.append((sid, seq, message))
                 self._queued += 1
-            self._cond.notify()
+            if self._idle:  # a busy writer takes the queue when its commit is done
+                self._cond.notify_all()
         state.log_marks[self.writer] = seq
 
     def _overflow(self, sid: str) -> None:
@@ -173,7 +176,9 @@ class Journal:
         while True:
             with self._cond:
                 if not self._queue and not batch and not self._stop:
+                    self._idle = True
                     self._cond.wait(_POLL)
+                    self._idle = False
                 gone = self._manager() is None  # dropped without close: end with it
                 if not self._queue and not batch and (self._stop or gone):
                     self._thread = None
@@ -267,15 +272,21 @@ class Journal:
             thread.join(5.0)
 
 
+# What json.dumps(message, ensure_ascii=..., allow_nan=False, separators=(",", ":")) builds
+# on every call, built once: the writer encodes every message, holding the GIL meanwhile.
+_UTF8_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_ASCII_JSON = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+
+
 def _encode(message: Message) -> str:
     """JSON of one message; lone surrogates (e.g. file names that are not UTF-8) are
     escaped, so every store can write the entry and ``json.loads`` restores it exactly."""
-    text = json.dumps(message, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    text = _UTF8_JSON.encode(message)
     if not text.isascii():
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            text = json.dumps(message, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+            text = _ASCII_JSON.encode(message)
     return text
 
 
