@@ -61,7 +61,17 @@ class Evictions(ManagerFields):
     # ---------------------------------------------------------------- budget
     def enforce_budget(self) -> None:
         """Apply the count, byte and idle budgets now (runs after every operation)."""
-        if not self._closed and self._over_budget():
+        if self._closed:
+            return
+        live = self._live  # the common answer of _over_budget, without the call:
+        if (
+            len(live.states) <= self.max_sessions
+            and live.nbytes <= self.max_memory_bytes
+            and self.idle_timeout is None
+        ):
+            self._oversize_warned = False
+            return
+        if self._over_budget():
             if self._tier is not None:
                 with self._io_lock:
                     self._evict_to_tier()
