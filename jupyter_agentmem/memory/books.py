@@ -70,10 +70,14 @@ class LiveSessions:
 
     def resized(self, state: ConversationState, delta: int) -> None:
         sid = state.session_id
-        if self.states.get(sid) is state:
+        states = self.states
+        if states.get(sid) is state:
             self.nbytes += delta
-            self.states.move_to_end(sid)
-            self.largest.consider(sid, state, state.memory_estimate_bytes)
+            states.move_to_end(sid)
+            size = state.memory_estimate_bytes
+            largest = self.largest
+            if size <= largest.floor or largest.members.get(sid) is not state:
+                largest.consider(sid, state, size)  # else a candidate staying one: no-op
 
     def in_use(self) -> str | None:
         """The most recently used session: never evicted to make room."""
