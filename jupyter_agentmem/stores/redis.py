@@ -1,7 +1,7 @@
 """Redis store: evicted sessions shared by every kernel or server that points at one Redis.
 
 Layout under ``prefix`` (default ``agentmem:``). ``{prefix}d:{<id>}`` is a HASH of
-``rev`` (the stored revision) and ``data`` (format in :mod:`.redis_codec`). The
+``rev`` (the stored revision) and ``data`` (format in :mod:`.codec`). The
 id sits in a ``{...}`` hash tag, so every key of one session (also the turn log
 and run keys beside it) lives in one Redis Cluster slot. ``{prefix}ids`` is a
 sorted set of the ids scored by expiry time in ms (``+inf`` without TTL):
@@ -48,7 +48,7 @@ we did not write raises :class:`StoreCorruptError` for that id only. Messages
 mask any password in the URL.
 
 Turn log (``stores/base.py``): ``{prefix}l:{<id>}`` is a LIST of entries
-(:mod:`.redis_codec`), appended by one script per session (which
+(:mod:`.codec`), appended by one script per session (which
 also pushes the TTL and, on a standalone server, indexes the id; in Cluster mode
 the index is updated first by its own script). It shares the document's hash
 tag, so the log, its compaction script and the document live in one slot.
@@ -66,7 +66,7 @@ from typing import Any
 
 from jupyter_agentmem.errors import SessionConflictError, StoreCorruptError, StoreError
 
-from . import redis_codec as codec
+from . import codec
 from . import redis_scripts as scripts
 from .base import LogEntry, SessionData
 from .redis_client import cluster_url, connect, glob_escape, id_bytes, public_url
@@ -322,6 +322,31 @@ class RedisStore:
             return None
         return self._decode(session_id, rev, blob)
 
+    def _queue_load(self, pipe: Any, session_id: str) -> None:
+        """Queue one document read (and its TTL touch) on a standalone pipeline; the
+        reply starts with ``rev, blob``."""
+        key = self.doc_key(session_id)
+        if self._ttl_ms:
+            args: list[bytes | int] = [id_bytes(session_id), self._ttl_ms]
+            self._load_script(keys=[key, self._index], args=args, client=pipe)
+        else:
+            pipe.hmget(key, ["rev", "data"])
+
+    def read_log_and_load(self, session_id: str) -> tuple[list[LogEntry], SessionData | None]:
+        """``read_log`` then ``load`` in one pipelined round trip (a restore with the turn
+        log on paid two: most of its time on a loopback Redis). Redis runs the two in
+        order, so the log is read first, as ``journal.load_with_log`` needs."""
+        if self.cluster:  # a Cluster pipeline cannot run the TTL script: two calls
+            return self.read_log(session_id), self.load(session_id)
+        with self._io("loading a session", session_id):
+            pipe = self._client.pipeline(transaction=False)
+            pipe.lrange(self._log_key(session_id), 0, -1)
+            self._queue_load(pipe, session_id)
+            raw, reply = pipe.execute()
+        rev, blob = reply[0], reply[1]
+        doc = None if blob is None else self._decode(session_id, rev, blob)
+        return self._log_entries(session_id, raw), doc
+
     def revision(self, session_id: str) -> int | None:
         """The stored revision of one session (one HGET, no document transfer), or None.
 
@@ -349,12 +374,7 @@ class RedisStore:
         with self._io("loading sessions"):
             pipe = self._client.pipeline(transaction=False)
             for session_id in wanted:
-                key = self.doc_key(session_id)
-                if self._ttl_ms:
-                    args: list[bytes | int] = [id_bytes(session_id), self._ttl_ms]
-                    self._load_script(keys=[key, self._index], args=args, client=pipe)
-                else:
-                    pipe.hmget(key, ["rev", "data"])
+                self._queue_load(pipe, session_id)
             replies = pipe.execute(raise_on_error=False)
         found: dict[str, SessionData] = {}
         for session_id, reply in zip(wanted, replies, strict=True):
