@@ -19,10 +19,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jupyter_agentmem import ConversationState
+from jupyter_agentmem import ConversationState, SessionManager
 from jupyter_agentmem.errors import InvalidMessageError
 from jupyter_agentmem.memory.sizing import _dict_size, json_size, message_size
 from jupyter_agentmem.memory.summarize import ExtractiveSummarizer, message_text
+from jupyter_agentmem.stores import MemoryStore
 
 from .strategies import json_values
 
@@ -210,3 +211,42 @@ def test_state_estimate_is_the_getsizeof_formula_after_adds_and_compactions() ->
     assert state.compactions > 0
     state.unload()
     assert state.memory_estimate_bytes == hollow
+
+
+# ---------------------------------------------------------------- books
+lru_ops = st.lists(
+    st.tuples(st.sampled_from(["add", "get", "evict", "delete", "hold"]), st.integers(0, 4)),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(lru_ops)
+def test_lru_order_and_byte_total_follow_a_model(ops: list[tuple[str, int]]) -> None:
+    """The books skip reordering for the session in use: the LRU order, the evictions
+    and the byte total must still be exactly what a plain list model says."""
+    manager = SessionManager(max_sessions=3, store=MemoryStore(), max_recent=4)
+    held: dict[str, ConversationState] = {}  # references kept across evictions
+    order: list[str] = []  # the model: least recently used first
+    for op, n in ops:
+        sid = f"s{n}"
+        if op == "add":
+            state = held.get(sid) or manager.get_or_create(sid)
+            state.add_message({"role": "user", "content": "x" * (n * 40)})
+        elif op == "get":
+            manager.get_or_create(sid)
+        elif op == "hold":
+            held[sid] = manager.get_or_create(sid)
+        elif op == "evict":
+            manager.evict(sid)
+        else:
+            manager.delete(sid)
+            held.pop(sid, None)
+        if op in ("add", "get", "hold"):
+            order = [s for s in order if s != sid] + [sid]
+            order = order[-3:]  # the least recently used leave first
+        else:
+            order = [s for s in order if s != sid]
+        assert manager.live_ids() == order
+        live = manager.live_states()
+        assert manager.stats().estimated_bytes == sum(s.memory_estimate_bytes for s in live)

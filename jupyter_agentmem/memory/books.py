@@ -35,6 +35,9 @@ class LiveSessions:
         self.nbytes = 0
         self.largest: LargestSessions[ConversationState] = LargestSessions(_size_of)
         self.backoff: dict[str, float] = {}  # per-document save failures: retry after
+        # The last session in the LRU order when known (None: look it up), so the
+        # resizes of the session in use (every add) skip the reordering.
+        self.newest: ConversationState | None = None
 
     def __len__(self) -> int:
         return len(self.states)
@@ -47,7 +50,9 @@ class LiveSessions:
 
     def add(self, state: ConversationState) -> None:
         sid = state.session_id
-        self.states[sid] = state
+        fresh = sid not in self.states
+        self.states[sid] = state  # a new key goes last; a replaced one keeps its place
+        self.newest = state if fresh else None
         size = state.memory_estimate_bytes
         self.nbytes += size
         self.largest.consider(sid, state, size)
@@ -56,6 +61,8 @@ class LiveSessions:
         state = self.states.pop(sid, None)
         if state is not None:
             self.nbytes -= state.memory_estimate_bytes
+            if state is self.newest:
+                self.newest = None
         self.largest.discard(sid)
         self.backoff.pop(sid, None)
         return state
@@ -65,19 +72,23 @@ class LiveSessions:
         state = self.states.get(sid)
         if state is not None:
             self.states.move_to_end(sid)
+            self.newest = state
             state.last_access = time.time()
         return state
 
     def resized(self, state: ConversationState, delta: int) -> None:
         sid = state.session_id
-        states = self.states
-        if states.get(sid) is state:
-            self.nbytes += delta
+        if state is not self.newest:  # else live and last already
+            states = self.states
+            if states.get(sid) is not state:
+                return
             states.move_to_end(sid)
-            size = state.memory_estimate_bytes
-            largest = self.largest
-            if size <= largest.floor or largest.members.get(sid) is not state:
-                largest.consider(sid, state, size)  # else a candidate staying one: no-op
+            self.newest = state
+        self.nbytes += delta
+        size = state.memory_estimate_bytes
+        largest = self.largest
+        if size <= largest.floor or largest.members.get(sid) is not state:
+            largest.consider(sid, state, size)  # else a candidate staying one: no-op
 
     def in_use(self) -> str | None:
         """The most recently used session: never evicted to make room."""
