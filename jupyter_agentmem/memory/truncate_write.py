@@ -198,7 +198,7 @@ class Writer:
             return 0
         self.last = (plan, m)
         self.size += plan.ends[m - 1]
-        self.parts.append(",".join(plan.pieces[:m]))
+        self.parts.append(plan.text(m))
         return m
 
     def rows_to_try(self) -> int:
