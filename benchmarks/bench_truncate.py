@@ -44,7 +44,7 @@ def use_orjson(on: bool, *packages: str) -> None:
     for name in packages:
         fast = sys.modules.get(f"{name}.truncate_fast")
         if fast is not None:
-            fast.ENABLED = on and fast._orjson is not None
+            vars(fast)["ENABLED"] = on and getattr(fast, "_orjson", None) is not None
 
 
 def cases() -> dict[str, tuple[list[Any], int]]:
@@ -82,8 +82,8 @@ def main() -> None:
     parser.add_argument("--stdlib", action="store_true", help="switch orjson off in both")
     args = parser.parse_args()
     ours = ToolOutputTruncator()
-    base = baseline_module(args.baseline) if args.baseline else None
-    theirs = base.ToolOutputTruncator() if base else None
+    baseline = baseline_module(args.baseline) if args.baseline else None
+    theirs = baseline.ToolOutputTruncator() if baseline else None
     use_orjson(not args.stdlib, "jupyter_agentmem.memory", "baseline_memory")
     print(f"# ToolOutputTruncator — {time.strftime('%Y-%m-%d')}")
     print(f"_{platform.platform()}, Python {platform.python_version()}, {os.cpu_count()} cores_")

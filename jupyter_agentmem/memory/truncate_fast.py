@@ -9,10 +9,11 @@ the stdlib path, so the output is byte-for-byte the same with or without it:
   stdlib path then handles them); it reads ints beyond 64 bits as floats, so a
   text with a run of 19 digits is left to the stdlib;
 * writing (only values ``orjson`` itself decoded: finite floats, 64-bit ints,
-  ``str`` keys): floats below 1e-4 or from 1e16 up are written unlike ``repr``
-  (``1e-7`` / ``0.00001`` against ``1e-07`` / ``1e-05``; orjson writes a
-  lowercase ``e``), so an encoding with a digit before ``e`` or with ``0.0000``
-  is left to the stdlib too.
+  ``str`` keys): floats below 1e-4 are written unlike ``repr`` (``1e-7`` /
+  ``0.00001`` against ``1e-07`` / ``1e-05``), and from 1e16 up by older
+  orjson versions (``1e16`` against ``1e+16``; checked once at import), so an
+  encoding with ``0.0000``, or with ``e-`` (or any ``e+`` on an older orjson)
+  and a digit before ``e``, is left to the stdlib too.
 
 ``ENABLED`` is false without ``orjson``; tests switch it off to run both paths.
 """
@@ -37,6 +38,12 @@ _LONG_INT = b"0" * 19  # a run of 19 digits may be an int orjson reads as a floa
 # digits -> "0", "e" kept, the rest " ": an exponent orjson writes shows as "0e"
 _EXPONENT = bytes(48 if 48 <= i < 58 else 101 if i == 101 else 32 for i in range(256))
 _NATIVE_ONLY = 0 if _orjson is None else _orjson.OPT_PASSTHROUGH_SUBCLASS
+# this orjson writes floats from 1e16 up like repr ("1e+16"; older ones wrote "1e16"),
+# so only a negative exponent ("1e-7" against "1e-07") needs the digit check
+_REPR_EXPONENT = _orjson is not None and all(
+    _orjson.dumps(x) == repr(x).encode()
+    for x in (1e16, -1.5e16, 1.2345678901234568e17, 9.87e22, 2.5e300, 1e15, 9.999e15, 1e-4)
+)
 
 
 def loads(text: str) -> Any:
@@ -67,7 +74,10 @@ def dumps(value: object) -> str | None:
         data: bytes = orjson.dumps(value, option=_NATIVE_ONLY)
     except orjson.JSONEncodeError:
         return None
-    # C passes (a regex takes ~10x longer); "0.0000" also flags e.g. 10.00001: harmless
-    if b"0.0000" in data or b"0e" in data.translate(_EXPONENT):
+    # C passes (a regex takes ~10x longer); "0.0000" also flags e.g. 10.00001: harmless.
+    # Without "e-" any exponent is "e+", written like repr where _REPR_EXPONENT says so
+    if b"0.0000" in data or (
+        (b"e-" in data or not _REPR_EXPONENT) and b"0e" in data.translate(_EXPONENT)
+    ):
         return None
     return data.decode()
