@@ -6,12 +6,16 @@ For the most common shape of a tool result, a dict of short scalars with one
 list of rows decoded from JSON text (``{"query": ..., "rows": [...], "count":
 95}``), the size of the output as a function of the rows shown is known in
 closed form from the rows' prefix sums: the text before the list, the rows,
-the ``"...(N more items)"`` marker and the text after the list. This module
-computes the most rows that fit; the caller writes that one attempt with the
-ordinary writer and keeps it only if its size is the one predicted here, else
-it runs the search. So the output is always a real writer attempt within the
-budget, and it keeps at least as many rows as the search would (the size grows
-with every row, so the search's answer fits only where this one does).
+the ``"...(N more items)"`` marker and the text after the list. The size grows
+with every row, so the search, which starts where the prefix sums say the rows
+stop fitting and keeps the most rows that fit, ends on the largest count whose
+size is within the budget: this module computes that count. The caller writes
+that one attempt with the ordinary writer and keeps it only if its size is the
+one predicted here, else it runs the search; so the output is a real writer
+attempt within the budget, byte-for-byte the search's (checked by
+``tests/test_truncate_direct.py`` against the search itself). Anything else
+(another shape, a limit other than the row count that would bite, a first
+attempt that would not stop at the prefix sums) is left to the search.
 """
 
 from __future__ import annotations
@@ -77,6 +81,12 @@ class Shape:
         return self.head + plan.ends[shown - 1] + 1 + len(marker) + self.tail
 
 
+def _obey(plan: Rows, shown: int, depth: int, box: int, string: int) -> bool:
+    """Are the first ``shown`` rows, in a list at depth 1, written as encoded?"""
+    nest, commas, longest = plan.bounds(shown)
+    return 2 + nest <= depth and commas + 1 <= box and longest <= string
+
+
 def rows_that_fit(
     value: object, plain: Plain, cap: int, depth: int, items: int, keys: int, string: int
 ) -> tuple[int, int] | None:
@@ -92,19 +102,13 @@ def rows_that_fit(
         plan = plain.rows[id(rows)] = Rows(rows, plain.fast)
     k = min(len(rows), items)
     m = min(k, plan.extend(k, room))
-    if not m or plan.ends[m - 1] <= room:
-        return None  # the first attempt would not fail on the rows: leave it to the search
+    # the first attempt must stop at the rows' prefix sums, as the search's does
+    if not m or plan.ends[m - 1] <= room or not _obey(plan, m, depth, min(items, keys), string):
+        return None
     shown = bisect_right(plan.ends, room, 0, m)
     while shown:
-        box = shown / items
-        lim_keys = max(1, round(keys * box))
-        nest, commas, longest = plan.bounds(shown)
-        if (
-            shape.keys > lim_keys
-            or 2 + nest > depth
-            or commas + 1 > min(shown, lim_keys)
-            or longest > string
-        ):
+        lim_keys = max(1, round(keys * (shown / items)))  # as the search scales them
+        if shape.keys > lim_keys or not _obey(plan, shown, depth, min(shown, lim_keys), string):
             return None
         if (size := shape.size(plan, shown)) <= cap:
             return shown, size
