@@ -33,7 +33,7 @@ def test_workload_results_take_the_closed_form_and_match_the_search() -> None:
     for turn in range(16):
         text = tool_result(turn, turn % 4)
         doc = json.loads(text)
-        got = rows_that_fit(doc, Plain(), 2000, 8, 50, 50, 2000)
+        got = rows_that_fit(doc, Plain(), 2000, Limits(8, 50, 50, 2000), 4)
         assert got is not None, "the common shape fell back to the search"
         out = t.truncate(text)
         assert out == searched(t, text)
@@ -88,7 +88,7 @@ def test_the_closed_form_keeps_the_most_rows_that_fit() -> None:
     """One more row under the same limits would pass the budget (walked node by node)."""
     text = tool_result(3, 1)
     doc = json.loads(text)
-    shown, _ = rows_that_fit(doc, Plain(), 2000, 8, 50, 50, 2000) or (0, 0)
+    shown, _ = rows_that_fit(doc, Plain(), 2000, Limits(8, 50, 50, 2000), 4) or (0, 0)
     writer = Writer(2000, Limits(8, shown + 1, shown + 1, 2000), "", frozenset(), {}, 2000)
     with pytest.raises(OverBudget):
         writer.value(doc, 0)  # a writer without the fast paths: the walk
@@ -109,3 +109,14 @@ def test_a_wrong_prediction_falls_back_to_the_search(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(truncate_module, "rows_that_fit", off_by_one)
     assert t.truncate(text) == expected
+
+
+def test_a_row_that_fits_only_cut_leaves_the_answer_to_the_search() -> None:
+    """One more row than the prefix sums allow may still fit when the limits cut it
+    (here 40 ints cut to 9 at 9 items): the search keeps it, and so must we."""
+    rows: list[Any] = ["a" * 20] * 8 + [list(range(100, 140))] + ["b"] * 5
+    text = json.dumps({"query": "q", "rows": rows, "count": len(rows)})
+    t = ToolOutputTruncator(max_chars=300)
+    out = t.truncate(text)
+    assert out == searched(t, text)
+    assert json.loads(out)["rows"][8][-1] == "...(31 more items)"

@@ -296,9 +296,8 @@ class ToolOutputTruncator:
             return tried[lim]
 
         if cache is not None and self._direct and self._jumps and not note and not open_ids:
-            direct = rows_that_fit(
-                value, cache, self.max_chars, depth, self.max_items, self.max_keys, self._string0
-            )
+            first = limits([1.0, 1.0])
+            direct = rows_that_fit(value, cache, self.max_chars, first, self._jumps)
             if direct is not None:  # one attempt, checked against the predicted size
                 writer = attempt([direct[0] / self.max_items, 1.0])
                 if writer.fits and writer.size == direct[1]:

@@ -28,8 +28,6 @@ from .truncate_rows import Plain, Rows
 
 __all__ = ["Shape", "rows_that_fit"]
 
-_SCALARS = (str, int, float, bool, type(None))
-
 
 def _scalar(v: object, string: int) -> int:
     """Chars the writer writes for a short scalar without cutting it or counting it as
@@ -46,20 +44,20 @@ def _scalar(v: object, string: int) -> int:
 
 class Shape:
     """A dict of short scalars with exactly one list, as the writer would write it with
-    every key shown: ``head`` chars up to and including the list's ``[``, ``tail`` chars
-    after its ``]`` (``]`` and ``}`` included)."""
+    every key shown: ``head`` chars up to and including the list's ``[``, then per entry
+    after the list the chars of ``,"key":`` and of its value."""
 
-    __slots__ = ("head", "keys", "rows", "tail")
+    __slots__ = ("after", "head", "keys", "rows")
 
-    def __init__(self, keys: int, rows: list[Any], head: int, tail: int) -> None:
-        self.keys, self.rows, self.head, self.tail = keys, rows, head, tail
+    def __init__(self, keys: int, rows: list[Any], head: int, after: list[tuple[int, int]]):
+        self.keys, self.rows, self.head, self.after = keys, rows, head, after
 
     @classmethod
     def of(cls, value: object, string: int) -> Shape | None:
         if type(value) is not dict:
             return None
         rows: list[Any] | None = None
-        head, tail = 1, 2  # "{", and "]}"
+        head, after = 1, []  # "{"
         for i, (k, v) in enumerate(value.items()):
             if type(k) is not str or len(k) > string:
                 return None
@@ -71,14 +69,22 @@ class Shape:
             elif rows is None:
                 head += entry + size
             else:
-                tail += entry + size
-        return None if rows is None else cls(len(value), rows, head, tail)
+                after.append((entry, size))
+        return None if rows is None else cls(len(value), rows, head, after)
 
-    def size(self, plan: Rows, shown: int) -> int:
-        """Chars written with the first ``shown`` rows (fewer than all) and the marker."""
+    def size(self, plan: Rows, shown: int, cap: int) -> int:
+        """The writer's size with the first ``shown`` rows (fewer than all) and the marker:
+        all of it if within ``cap``, else where it stops (a value is refused once the
+        size passed the budget), which the search's next jump depends on."""
         more = len(self.rows) - shown
         marker = _quote(f"...({more:,} more item{'' if more == 1 else 's'})")
-        return self.head + plan.ends[shown - 1] + 1 + len(marker) + self.tail
+        size = self.head + plan.ends[shown - 1] + len(marker) + 2  # ",", marker, "]"
+        for key, value in self.after:
+            size += key
+            if size > cap:
+                return size
+            size += value
+        return size + 1  # "}"
 
 
 def _obey(plan: Rows, shown: int, depth: int, box: int, string: int) -> bool:
@@ -88,29 +94,56 @@ def _obey(plan: Rows, shown: int, depth: int, box: int, string: int) -> bool:
 
 
 def rows_that_fit(
-    value: object, plain: Plain, cap: int, depth: int, items: int, keys: int, string: int
+    value: object,
+    plain: Plain,
+    cap: int,
+    limits: tuple[int, int, int, int],
+    jumps: int,
 ) -> tuple[int, int] | None:
-    """(rows to show, size of the output) for ``value`` of the common shape, under the
-    limits the search starts with (``items`` and ``keys`` scaled down together), or
-    None where the search decides: not that shape, the first attempt would not stop
-    at the rows' prefix sums, or some limit other than the row count would bite."""
+    """(rows to show, size of the output) for ``value`` of the common shape under the
+    search's first ``limits`` (depth, items, keys, string), as the search would end
+    with at most ``jumps`` jumps; None where the search decides otherwise (not that
+    shape, some limit other than the row count would bite, or the search would halve
+    or refine rather than jump)."""
+    depth, items, keys, string = limits
     shape = Shape.of(value, string)
-    if shape is None or depth < 2 or shape.keys > keys:
+    if shape is None or depth < 2 or shape.keys > keys or max(items, keys) <= 1:
         return None
     rows, room = shape.rows, cap - shape.head
     if (plan := plain.rows.get(id(rows))) is None:
         plan = plain.rows[id(rows)] = Rows(rows, plain.fast)
     k = min(len(rows), items)
     m = min(k, plan.extend(k, room))
-    # the first attempt must stop at the rows' prefix sums, as the search's does
+    # the first attempt stops at the rows' prefix sums: how many fit is its hint
     if not m or plan.ends[m - 1] <= room or not _obey(plan, m, depth, min(items, keys), string):
         return None
-    shown = bisect_right(plan.ends, room, 0, m)
-    while shown:
-        lim_keys = max(1, round(keys * (shown / items)))  # as the search scales them
-        if shape.keys > lim_keys or not _obey(plan, shown, depth, min(shown, lim_keys), string):
+    shown, failed = bisect_right(plan.ends, room, 0, m), set[int]()
+
+    def valid(h: int) -> bool:  # the row count is the only limit that bites
+        lim_keys = max(1, round(keys * (h / items)))  # as the search scales them
+        box_min = h / items * max(items, keys) <= 1
+        return (
+            not box_min
+            and shape.keys <= lim_keys
+            and _obey(plan, h, depth, min(h, lim_keys), string)
+        )
+
+    while True:  # the search's jumps: each drops enough rows to cover the excess
+        if not (shown > 0 and valid(shown)):
             return None
-        if (size := shape.size(plan, shown)) <= cap:
-            return shown, size
-        shown -= 1
+        if (size := shape.size(plan, shown, cap)) <= cap:
+            break
+        if len(failed) + 1 >= jumps:
+            return None  # out of jumps: the search halves
+        failed.add(shown)
+        fewer = bisect_right(plan.ends, plan.ends[shown - 1] - (size - cap), 0, shown)
+        if not fewer < shown:
+            return None
+        shown = fewer
+    # the search checks one more row: refused if already failed, or if it would be
+    # written as encoded and so pass the budget; else the search refines
+    if shown + 1 in failed:
+        return shown, size
+    if shown + 1 <= m and valid(shown + 1) and shape.size(plan, shown + 1, cap) > cap:
+        return shown, size
     return None
