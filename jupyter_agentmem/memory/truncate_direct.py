@@ -4,18 +4,18 @@ Why: the limit search of ``ToolOutputTruncator._render`` makes two to four
 writer attempts (~6 µs of Python each) to learn how many rows of a big list fit.
 For the most common shape of a tool result, a dict of short scalars with one
 list of rows decoded from JSON text (``{"query": ..., "rows": [...], "count":
-95}``), the size of the output as a function of the rows shown is known in
-closed form from the rows' prefix sums: the text before the list, the rows,
-the ``"...(N more items)"`` marker and the text after the list. The size grows
-with every row, so the search, which starts where the prefix sums say the rows
-stop fitting and keeps the most rows that fit, ends on the largest count whose
-size is within the budget: this module computes that count. The caller writes
-that one attempt with the ordinary writer and keeps it only if its size is the
-one predicted here, else it runs the search; so the output is a real writer
-attempt within the budget, byte-for-byte the search's (checked by
-``tests/test_truncate_direct.py`` against the search itself). Anything else
-(another shape, a limit other than the row count that would bite, a first
-attempt that would not stop at the prefix sums) is left to the search.
+95}``), every attempt's size is known in closed form from the rows' prefix sums:
+the text before the list, the rows, the ``"...(N more items)"`` marker and the
+entries after the list (and where an attempt stops once past the budget). So the
+search's jumps can be followed here without writing: the first attempt stops
+where the prefix sums say the rows stop fitting, a failing attempt drops enough
+rows to cover its excess, and one more row than the last fitting count is
+refused. The caller writes only the attempt the search would end on, with the
+ordinary writer, and keeps it only if its size is the one predicted here, else
+it runs the search. Wherever the search would do something else (another shape,
+a limit other than the row count that would bite, halving or refining instead of
+jumping) this returns None; so the output is byte-for-byte the search's
+(``tests/test_truncate_direct.py`` checks it against the search itself).
 """
 
 from __future__ import annotations
