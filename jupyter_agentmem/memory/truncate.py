@@ -204,7 +204,7 @@ class ToolOutputTruncator:
     def _parse(self, head: str, tail: str, total: int, unit: str, whole: bool) -> _Parsed | None:
         """Decode a whole text; the bounded prefix parser for the head of a huge one, or
         for a text nested too deep for the C decoder. None: not JSON."""
-        i = skip_ws(head)
+        i = 0 if head[:1] in JSON_START else skip_ws(head)  # (the common case: no space)
         if i == len(head) or head[i] not in JSON_START:
             return None
         if whole:

@@ -88,7 +88,11 @@ class Shape:
 
 
 def _obey(plan: Rows, shown: int, depth: int, box: int, string: int) -> bool:
-    """Are the first ``shown`` rows, in a list at depth 1, written as encoded?"""
+    """Are the first ``shown`` rows, in a list at depth 1, written as encoded? (If all
+    rows encoded so far are, so are the first ``shown``: no slice to look at.)"""
+    nest, commas, longest = plan.peak
+    if 2 + nest <= depth and commas + 1 <= box and longest <= string:
+        return True
     nest, commas, longest = plan.bounds(shown)
     return 2 + nest <= depth and commas + 1 <= box and longest <= string
 

@@ -28,8 +28,8 @@ def _no_default(o: object) -> object:
 _ENCODE = make_encoder(None, _no_default, encode_basestring, None, ":", ",", False, False, False)
 # bytes.translate deletes all but these: the structure of a row, as far as limits go
 _NOT_SHAPE = bytes(c for c in range(256) if c not in b",[{}")
-# lengths, containers, commas per row; then the most containers and the fewest commas
-_Batch = tuple[list[int], list[int], list[int], int, int]
+# lengths, containers, commas per row; then the most containers, most and fewest commas
+_Batch = tuple[list[int], list[int], list[int], int, int, int]
 _DICTS = frozenset([dict])
 
 
@@ -60,7 +60,7 @@ def _dict_rows(text: str, n: int) -> _Batch | None:
     shapes = text.encode("utf-8", "surrogatepass").translate(None, _NOT_SHAPE)[2:-1].split(b"},{")
     if len(shapes) == n and shapes.count(first := shapes[0]) == n:  # same boundaries
         nest, commas = first.count(b"[") + first.count(b"{") + 1, first.count(b",")
-        return lens, [nest] * n, [commas] * n, nest, commas
+        return lens, [nest] * n, [commas] * n, nest, commas, commas
     return _stats(lens, inner, 1)
 
 
@@ -70,7 +70,7 @@ def _stats(lens: list[int], texts: list[str], braces: int = 0) -> _Batch:
     nest = list(map(add, map(str.count, texts, repeat("[")), map(str.count, texts, repeat("{"))))
     if braces:
         nest = list(map(add, nest, repeat(braces)))
-    return lens, nest, commas, max(nest), min(commas)
+    return lens, nest, commas, max(nest), max(commas), min(commas)
 
 
 class Rows:
@@ -108,7 +108,7 @@ class Rows:
             got = self._encode(self.v[a : min(k, self.usable, a + max(32, a))])
             if got is None:
                 break
-            body, (lens, nest, commas, most, fewest) = got
+            body, (lens, nest, commas, most, widest, fewest) = got
             longest = max(lens)
             # may hold strings > 40 chars: the slow path counts them (see Writer.long)
             if longest > 42 * (fewest + 1) and any(
@@ -119,7 +119,7 @@ class Rows:
                 if not n:
                     break
                 del lens[n:], nest[n:], commas[n:]
-                longest, most = max(lens), max(nest)
+                longest, most, widest = max(lens), max(nest), max(commas)
             last = ends[-1] if ends else -1
             start = len(ends)
             ends += accumulate(map(add, lens, repeat(1)), initial=last)
@@ -129,7 +129,7 @@ class Rows:
             self.items += commas
             self.string += lens
             peak = self.peak
-            self.peak = (max(peak[0], most), max(peak[1], *commas), max(peak[2], longest))
+            self.peak = (max(peak[0], most), max(peak[1], widest), max(peak[2], longest))
         return len(ends)
 
     def bounds(self, m: int) -> tuple[int, int, int]:
