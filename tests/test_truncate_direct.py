@@ -57,10 +57,18 @@ rows = st.lists(
 )
 
 
+# rows of which one more may still fit once the limits cut it
+cut_rows = st.lists(
+    st.lists(st.integers(100, 999), min_size=5, max_size=45) | st.text("ab", max_size=25),
+    min_size=2,
+    max_size=30,
+)
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     before=st.dictionaries(st.text(max_size=8), scalars, max_size=3),
-    items=rows,
+    items=rows | cut_rows,
     after=st.dictionaries(st.text(max_size=8), scalars, max_size=3),
     max_chars=st.sampled_from([64, 150, 300, 2000]),
     box=st.sampled_from([3, 10, 50]),
@@ -120,3 +128,25 @@ def test_a_row_that_fits_only_cut_leaves_the_answer_to_the_search() -> None:
     out = t.truncate(text)
     assert out == searched(t, text)
     assert json.loads(out)["rows"][8][-1] == "...(31 more items)"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    items=rows | cut_rows,
+    max_chars=st.sampled_from([64, 300, 2000]),
+    box=st.sampled_from([3, 50]),
+)
+def test_property_a_refused_jump_check_is_one_that_would_fail(
+    items: list[Any], max_chars: int, box: int
+) -> None:
+    """``Writer.refuses`` skips the search's "one more row?" attempt only where writing
+    it would fail: the search writes the same with every such attempt written out."""
+    text = json.dumps({"q": "x", "rows": items, "n": len(items)})
+    t = ToolOutputTruncator(max_chars=max_chars, max_items=box, max_keys=box)
+    skipped = searched(t, text)
+    original = Writer.refuses
+    Writer.refuses = lambda self, lim: False  # type: ignore[method-assign]
+    try:
+        assert searched(t, text) == skipped
+    finally:
+        Writer.refuses = original  # type: ignore[method-assign]
