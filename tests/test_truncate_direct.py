@@ -144,6 +144,7 @@ def test_property_a_refused_jump_check_is_one_that_would_fail(
     text = json.dumps({"q": "x", "rows": items, "n": len(items)})
     t = ToolOutputTruncator(max_chars=max_chars, max_items=box, max_keys=box)
     skipped = searched(t, text)
+    assert t.truncate(text) == skipped  # and the closed form follows the search there too
     original = Writer.refuses
     Writer.refuses = lambda self, lim: False  # type: ignore[method-assign]
     try:
