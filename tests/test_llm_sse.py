@@ -194,3 +194,31 @@ def test_json_that_only_the_stdlib_reads_is_still_read(srv: FakeModelServer) -> 
         stream_chat(make_client(srv.base_url, KEY, max_retries=0), model="m", messages=USER)
     )
     assert events == [TextDelta("fine"), Finish(None)]
+
+
+# -- the request ----------------------------------------------------------------------------
+
+
+def test_the_request_body_is_the_one_the_sdk_builds(srv: FakeModelServer) -> None:
+    """Messages and tools travel in ``extra_body`` (no per-key walk); the body must not change."""
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    messages = [{"role": "system", "content": "be brief"}, *USER]
+    client = make_client(srv.base_url, KEY, max_retries=0)
+    srv.enqueue_text("sdk")
+    list(
+        client.chat.completions.create(
+            model="m",
+            messages=messages,  # type: ignore[arg-type]
+            tools=tools,  # type: ignore[arg-type]
+            temperature=0.5,
+            max_tokens=9,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body={"seed": 3},
+        )
+    )
+    srv.enqueue_text("ours")
+    options = {"temperature": 0.5, "max_tokens": 9, "extra": {"seed": 3}}
+    list(stream_chat(client, model="m", messages=messages, tools=tools, **options))  # type: ignore[arg-type]
+    assert srv.requests[1] == srv.requests[0]
+    assert srv.requests[1]["messages"] == messages and srv.requests[1]["tools"] == tools

@@ -174,20 +174,26 @@ class _Exchange:
         self._sse = SSELines()
 
     def request(self) -> dict[str, Any]:
-        """Keyword arguments for ``chat.completions.create`` (``extra`` goes into the body)."""
+        """Keyword arguments for ``chat.completions.create``.
+
+        The conversation and tool schemas go in ``extra_body`` (the SDK merges it
+        into the JSON body, same keys, same values) rather than ``messages=``/``tools=``:
+        the SDK walks typed parameters key by key to rename aliases, which chat
+        messages and tools do not have, at ~0.3 ms per KB of prompt before the
+        first byte is sent. ``extra`` goes into the body last, as before.
+        """
         a = self.arguments
-        kwargs: dict[str, Any] = {"model": a["model"], "messages": list(a["messages"])}
-        kwargs["stream"] = True
+        kwargs: dict[str, Any] = {"model": a["model"], "messages": [], "stream": True}
         if self.with_usage:
             kwargs["stream_options"] = {"include_usage": True}
-        if a["tools"]:
-            kwargs["tools"] = list(a["tools"])
         if a["temperature"] is not None:
             kwargs["temperature"] = a["temperature"]
         if a["max_tokens"] is not None:
             kwargs["max_tokens"] = a["max_tokens"]
-        if a["extra"]:
-            kwargs["extra_body"] = dict(a["extra"])
+        body: dict[str, Any] = {"messages": list(a["messages"])}
+        if a["tools"]:
+            body["tools"] = list(a["tools"])
+        kwargs["extra_body"] = {**body, **(a["extra"] or {})}
         return kwargs
 
     def retry_request(self, exc: openai.APIStatusError) -> dict[str, Any] | None:
