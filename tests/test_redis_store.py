@@ -524,3 +524,22 @@ def test_revision_reads_one_field(store: RedisStore, raw: redis.Redis) -> None:
     raw.hset(store.doc_key("s"), "rev", "x")
     with pytest.raises(StoreCorruptError, match="'s'"):
         store.revision("s")
+
+
+@pytest.mark.parametrize("ttl", [None, 60])
+def test_read_log_and_load_is_read_log_then_load_in_one_trip(
+    server: RedisServer, prefix: str, raw: redis.Redis, ttl: int | None
+) -> None:
+    """The restore path's single round trip answers what the two calls answer."""
+    store = RedisStore(server.url, prefix=prefix, ttl=ttl)
+    store.save("doc-only", doc("doc-only", ["a"]))
+    store.append_log([("log-only", ("w", 1, '{"role":"user","content":"x"}'))])
+    store.save("both", doc("both", ["b"]))
+    store.append_log([("both", ("w", 2, '{"role":"user","content":"y"}'))])
+    for sid in ("absent", "doc-only", "log-only", "both"):
+        assert store.read_log_and_load(sid) == (store.read_log(sid), store.load(sid))
+    assert store.read_log_and_load("both")[0] == [("w", 2, '{"role":"user","content":"y"}')]
+    raw.set(store.doc_key("foreign"), b"not ours")
+    with pytest.raises(StoreCorruptError, match="foreign"):
+        store.read_log_and_load("foreign")
+    store.close()

@@ -161,3 +161,80 @@ def test_default_store_lives_in_the_jupyter_data_dir(
     assert isinstance(manager.store, SQLiteStore)
     assert manager.store.path == tmp_path / "agentmem" / "sessions.sqlite3"
     manager.close()
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(sid=session_ids, msgs=messages, summary=st.text(max_size=200))
+def test_compressed_documents_round_trip_exactly(
+    tmp_path: Path, sid: str, msgs: list[dict[str, Any]], summary: str
+) -> None:
+    """Every document as a zlib BLOB (threshold 0): lone surrogates, any text, back exactly."""
+    store = SQLiteStore(tmp_path / "z.sqlite3", compress_threshold=0)
+    try:
+        state = ConversationState(sid)
+        state.add_messages(msgs)
+        doc = state.to_dict() | {"summary": summary}
+        doc.pop("revision")
+        store.delete(sid)
+        store.save(sid, doc)
+        loaded = store.load(sid)
+        assert loaded is not None and loaded.pop("revision") >= 1
+        assert loaded == doc
+    finally:
+        store.close()
+
+
+def big_document(sid: str) -> dict[str, Any]:
+    state = ConversationState(sid)
+    state.add_messages([{"role": "user", "content": f"question {i} " * 80} for i in range(8)])
+    doc = state.to_dict()
+    doc.pop("revision")  # written unconditionally
+    return doc
+
+
+def stored_value(store: SQLiteStore, sid: str) -> Any:
+    return store._db.execute("SELECT data FROM sessions WHERE id = ?", (sid,)).fetchone()[0]
+
+
+def test_large_documents_are_stored_packed_small_ones_as_json_text(store: SQLiteStore) -> None:
+    big = big_document("big")
+    store.save("big", big)
+    store.save("small", ConversationState("small").to_dict() | {"revision": 1})
+    packed = stored_value(store, "big")
+    assert isinstance(packed, bytes) and packed[:1] == b"z"
+    assert len(packed) < len(json.dumps(big)) / 5  # repetitive text packs well
+    assert json.loads(stored_value(store, "small"))["session_id"] == "small"
+    loaded = store.load("big")
+    assert loaded is not None and loaded["messages"] == big["messages"]
+    unpacked = SQLiteStore(store.path, compress_threshold=10**9)  # compression off: text
+    unpacked.save("big", dict(loaded, revision=loaded["revision"] + 1))
+    assert isinstance(stored_value(unpacked, "big"), str)
+    unpacked.close()
+
+
+def test_rows_written_as_json_text_before_compression_still_load(store: SQLiteStore) -> None:
+    """Files from earlier versions hold every document as JSON text."""
+    big = big_document("old")
+    store._db.execute(
+        "INSERT INTO sessions VALUES ('old', 3, 0, ?)", (json.dumps(big, ensure_ascii=False),)
+    )
+    loaded = store.load("old")
+    assert loaded is not None and loaded["messages"] == big["messages"]
+    assert loaded["revision"] == 3
+
+
+@pytest.mark.parametrize("blob", [b"z" + b"\x00garbage", b"q{}", b""])
+def test_a_damaged_blob_fails_alone(store: SQLiteStore, blob: bytes) -> None:
+    store.save("good", big_document("good"))
+    store._db.execute("INSERT INTO sessions VALUES ('bad', 1, 0, ?)", (blob,))
+    with pytest.raises(StoreCorruptError, match=r"'bad'.*damaged"):
+        store.load("bad")
+    assert store.load("good") is not None
+    assert list(store.load_many(["good"])) == ["good"]
+
+
+def test_compress_threshold_must_not_be_negative(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="compress_threshold"):
+        SQLiteStore(tmp_path / "x.sqlite3", compress_threshold=-1)

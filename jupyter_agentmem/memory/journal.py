@@ -37,7 +37,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeGuard
 
 from jupyter_agentmem.errors import SessionConflictError, StoreCorruptError, StoreError
 from jupyter_agentmem.stores.base import LogEntry, LogStore, SessionData, SessionStore
@@ -66,8 +66,24 @@ def new_writer_id() -> str:
     return f"{time.time_ns():016x}-{os.getpid():x}-{secrets.token_hex(3)}"
 
 
-def supports_log(store: SessionStore) -> bool:
-    return isinstance(store, LogStore)
+def supports_log(store: SessionStore) -> TypeGuard[LogStore]:
+    """Whether ``store`` keeps a turn log. What ``isinstance(store, LogStore)`` answers,
+    ~50x cheaper: a runtime Protocol check walks every member on each call (~25 us),
+    and a restore asks once per session."""
+    return callable(getattr(store, "append_log", None)) and callable(
+        getattr(store, "read_log", None)
+    )
+
+
+def _log_then_document(store: LogStore, sid: str) -> tuple[list[LogEntry], SessionData | None]:
+    """The log, then the document (that order: a document saved after the log was read
+    covers what it missed). One round trip where the store offers ``read_log_and_load``."""
+    both = getattr(store, "read_log_and_load", None)
+    if both is not None:
+        entries, doc = both(sid)
+        return entries, doc
+    entries = store.read_log(sid)
+    return entries, store.load(sid)
 
 
 class Journal:
@@ -83,7 +99,7 @@ class Journal:
         checkpoint_every: int = 256,
         window: float = 0.2,
     ) -> None:
-        if not isinstance(store, LogStore):
+        if not supports_log(store):
             raise TypeError(f"{store!r} keeps no turn log (append_log/read_log)")
         self.store: LogStore = store
         self.writer = writer or new_writer_id()
@@ -334,16 +350,17 @@ def replay(
 def load_with_log(store: SessionStore, sid: str) -> SessionData | None:
     """The session as last saved plus its logged turns; a replayed session is saved
     whole right away (compacting the log), retried if another kernel saved meanwhile."""
-    if not isinstance(store, LogStore):
+    if not supports_log(store):
         return store.load(sid)
     for _ in range(_RESTORE_TRIES):
-        entries = store.read_log(sid)  # first: a document saved after this read covers them
-        doc, count = replay(sid, store.load(sid), entries)
+        entries, stored = _log_then_document(store, sid)
+        doc, count = replay(sid, stored, entries)
         if doc is None or not count:
             return doc
         if _save_replayed(store, sid, doc):
             return doc
-    doc, _ = replay(sid, store.load(sid), store.read_log(sid))  # busy: use it unsaved
+    entries, stored = _log_then_document(store, sid)
+    doc, _ = replay(sid, stored, entries)  # busy: use it unsaved
     return doc
 
 
@@ -356,7 +373,7 @@ def load_many_with_log(store: SessionStore, ids: Iterable[str]) -> dict[str, Ses
         return {}
     if load_many is None:
         return {sid: d for sid in wanted if (d := load_with_log(store, sid)) is not None}
-    if not isinstance(store, LogStore):
+    if not supports_log(store):
         found: dict[str, SessionData] = load_many(wanted)
         return found
     read_logs = getattr(store, "read_logs", None)

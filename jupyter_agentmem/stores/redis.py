@@ -1,7 +1,7 @@
 """Redis store: evicted sessions shared by every kernel or server that points at one Redis.
 
 Layout under ``prefix`` (default ``agentmem:``). ``{prefix}d:{<id>}`` is a HASH of
-``rev`` (the stored revision) and ``data`` (format in :mod:`.redis_codec`). The
+``rev`` (the stored revision) and ``data`` (format in :mod:`.codec`). The
 id sits in a ``{...}`` hash tag, so every key of one session (also the turn log
 and run keys beside it) lives in one Redis Cluster slot. ``{prefix}ids`` is a
 sorted set of the ids scored by expiry time in ms (``+inf`` without TTL):
@@ -48,7 +48,7 @@ we did not write raises :class:`StoreCorruptError` for that id only. Messages
 mask any password in the URL.
 
 Turn log (``stores/base.py``): ``{prefix}l:{<id>}`` is a LIST of entries
-(:mod:`.redis_codec`), appended by one script per session (which
+(:mod:`.codec`), appended by one script per session (which
 also pushes the TTL and, on a standalone server, indexes the id; in Cluster mode
 the index is updated first by its own script). It shares the document's hash
 tag, so the log, its compaction script and the document live in one slot.
@@ -59,17 +59,17 @@ a restore skips covered entries anyway.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from jupyter_agentmem.errors import SessionConflictError, StoreCorruptError, StoreError
 
-from . import redis_codec as codec
+from . import codec
 from . import redis_scripts as scripts
 from .base import LogEntry, SessionData
 from .redis_client import cluster_url, connect, glob_escape, id_bytes, public_url
+from .redis_log import RedisTurnLog
 
 try:
     from redis.exceptions import RedisError, ResponseError
@@ -82,7 +82,7 @@ _CHUNK = 1000  # ids checked per script run in list_ids, so Redis is never block
 _SCHEME = b"2"  # version of the key layout: field 'version' of the hash {prefix}scheme
 
 
-class RedisStore:
+class RedisStore(RedisTurnLog):
     """Redis-backed :class:`~jupyter_agentmem.stores.base.SessionStore`.
 
     ``redis+cluster://host:port`` (any node) selects Redis Cluster mode. Pass
@@ -141,9 +141,6 @@ class RedisStore:
     def doc_key(self, session_id: str) -> bytes:
         """``{prefix}d:{<id>}``: the ``{...}`` hash tag keeps a session's keys in one slot."""
         return self._docs + b"{" + id_bytes(session_id) + b"}"
-
-    def _log_key(self, session_id: str) -> bytes:
-        return self._logs + b"{" + id_bytes(session_id) + b"}"
 
     def _migrate_v1(self) -> None:
         """Rename version-1 keys (``{prefix}s:<id>``, standalone only) once per prefix."""
@@ -249,64 +246,6 @@ class RedisStore:
             )
         raise self._foreign(session_id)
 
-    def _compact(self, saved: list[tuple[str, Any]]) -> None:
-        """Drop the log entries each saved document covers (best effort, see the module doc)."""
-        todo = [(sid, marks) for sid, marks in saved if isinstance(marks, dict) and marks]
-        if not todo:
-            return
-        with self._io("compacting the turn log"):
-            pipe = None if self.cluster else self._client.pipeline(transaction=False)
-            for sid, marks in todo:  # a Cluster pipeline cannot load scripts: one call each
-                keys, args = [self._log_key(sid)], [json.dumps(marks)]
-                self._compact_script(keys=keys, args=args, client=pipe or self._client)
-            if pipe is not None:
-                pipe.execute()
-
-    def append_log(self, items: list[tuple[str, LogEntry]]) -> None:
-        """Append turn-log entries: one script per session (one round trip on a standalone
-        server; in Cluster mode the ids are indexed first, then one call per session)."""
-        grouped: dict[str, list[bytes]] = {}
-        for sid, entry in items:
-            grouped.setdefault(sid, []).append(codec.encode_log(entry))
-        with self._io("appending to the turn log"):
-            if self.cluster:
-                ids = [id_bytes(sid) for sid in grouped]
-                self._index_script(keys=[self._index], args=["add", self._ttl_ms, *ids])
-            pipe = None if self.cluster else self._client.pipeline(transaction=False)
-            for sid, lines in grouped.items():
-                keys = [self._log_key(sid), self.doc_key(sid)]
-                if not self.cluster:
-                    keys.append(self._index)
-                args: list[bytes | int] = [id_bytes(sid), self._ttl_ms, *lines]
-                self._append_script(keys=keys, args=args, client=pipe or self._client)
-            if pipe is not None:
-                pipe.execute()
-
-    def read_log(self, session_id: str) -> list[LogEntry]:
-        with self._io("reading the turn log", session_id):
-            raw: list[Any] = self._client.lrange(self._log_key(session_id), 0, -1)
-        return self._log_entries(session_id, raw)
-
-    def read_logs(self, session_ids: Iterable[str]) -> dict[str, list[LogEntry]]:
-        """``read_log`` of many sessions (those with entries) in one pipelined round trip."""
-        wanted = list(dict.fromkeys(session_ids))
-        with self._io("reading the turn log"):
-            pipe = self._client.pipeline(transaction=False)
-            for session_id in wanted:
-                pipe.lrange(self._log_key(session_id), 0, -1)
-            replies: list[Any] = pipe.execute()
-        return {
-            sid: self._log_entries(sid, raw)
-            for sid, raw in zip(wanted, replies, strict=True)
-            if raw
-        }
-
-    def _log_entries(self, session_id: str, raw: list[Any]) -> list[LogEntry]:
-        try:
-            return codec.decode_log(raw)
-        except ValueError as exc:
-            raise self._foreign(session_id, f"a damaged turn log ({exc})") from exc
-
     def load(self, session_id: str) -> SessionData | None:
         key = self.doc_key(session_id)
         with self._io("loading a session", session_id):
@@ -321,6 +260,31 @@ class RedisStore:
         if blob is None:
             return None
         return self._decode(session_id, rev, blob)
+
+    def _queue_load(self, pipe: Any, session_id: str) -> None:
+        """Queue one document read (and its TTL touch) on a standalone pipeline; the
+        reply starts with ``rev, blob``."""
+        key = self.doc_key(session_id)
+        if self._ttl_ms:
+            args: list[bytes | int] = [id_bytes(session_id), self._ttl_ms]
+            self._load_script(keys=[key, self._index], args=args, client=pipe)
+        else:
+            pipe.hmget(key, ["rev", "data"])
+
+    def read_log_and_load(self, session_id: str) -> tuple[list[LogEntry], SessionData | None]:
+        """``read_log`` then ``load`` in one pipelined round trip (a restore with the turn
+        log on paid two: most of its time on a loopback Redis). Redis runs the two in
+        order, so the log is read first, as ``journal.load_with_log`` needs."""
+        if self.cluster:  # a Cluster pipeline cannot run the TTL script: two calls
+            return self.read_log(session_id), self.load(session_id)
+        with self._io("loading a session", session_id):
+            pipe = self._client.pipeline(transaction=False)
+            pipe.lrange(self._log_key(session_id), 0, -1)
+            self._queue_load(pipe, session_id)
+            raw, reply = pipe.execute()
+        rev, blob = reply[0], reply[1]
+        doc = None if blob is None else self._decode(session_id, rev, blob)
+        return self._log_entries(session_id, raw), doc
 
     def revision(self, session_id: str) -> int | None:
         """The stored revision of one session (one HGET, no document transfer), or None.
@@ -349,12 +313,7 @@ class RedisStore:
         with self._io("loading sessions"):
             pipe = self._client.pipeline(transaction=False)
             for session_id in wanted:
-                key = self.doc_key(session_id)
-                if self._ttl_ms:
-                    args: list[bytes | int] = [id_bytes(session_id), self._ttl_ms]
-                    self._load_script(keys=[key, self._index], args=args, client=pipe)
-                else:
-                    pipe.hmget(key, ["rev", "data"])
+                self._queue_load(pipe, session_id)
             replies = pipe.execute(raise_on_error=False)
         found: dict[str, SessionData] = {}
         for session_id, reply in zip(wanted, replies, strict=True):
