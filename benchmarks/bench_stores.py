@@ -50,11 +50,13 @@ import redis
 from jupyter_agentmem.memory.manager import SessionManager
 from jupyter_agentmem.memory.state import ConversationState
 from jupyter_agentmem.memory.summarize import ExtractiveSummarizer
-from jupyter_agentmem.stores import SQLiteStore, codec
+from jupyter_agentmem.stores import SQLiteStore
 from jupyter_agentmem.stores.base import SessionStore
 from jupyter_agentmem.stores.redis import RedisStore
 from tests.redis_server import INSTALL_HINT, RedisServer, find_redis_server
 from tests.workload import turn_messages
+
+from . import against
 
 GiB = 1024**3
 
@@ -168,9 +170,82 @@ def redis_memory(url: str, template: dict[str, Any], count: int, compress: bool)
     return (after - before) / count
 
 
+ROWS = [
+    ("store.save (sessions/s)", "save_per_s", "{:,.0f}"),
+    ("store.load (sessions/s)", "load_per_s", "{:,.0f}"),
+    ("store.save_many, 100 a batch (sessions/s)", "save_many_per_s", "{:,.0f}"),
+    ("store.load_many, 100 a batch (sessions/s)", "load_many_per_s", "{:,.0f}"),
+    ("evict+restore via manager, 1 write each (/s)", "cycle_single_per_s", "{:,.0f}"),
+    ("evict+restore via manager, batched (/s)", "cycle_per_s", "{:,.0f}"),
+    ("  the same with a 64 MiB compressed tier (/s)", "cycle_tier_per_s", "{:,.0f}"),
+    ("  100 at a time through get_many (/s)", "get_many_per_s", "{:,.0f}"),
+    ("restore latency p50 (ms)", "p50_ms", "{:.2f}"),
+    ("restore latency p99 (ms)", "p99_ms", "{:.2f}"),
+]
+
+
+def both_stores(
+    server: RedisServer, tmp: Path, template: dict[str, Any], sessions: int, samples: int
+) -> tuple[dict[str, dict[str, float]], float]:
+    """``measure`` on a fresh SQLite file and on ``server``; also SQLite bytes per session."""
+    sqlite = SQLiteStore(tmp / "bench.sqlite3")
+    results = {"SQLite": measure(sqlite, template, sessions, samples)}
+    sqlite.close()
+    files = [tmp / n for n in ("bench.sqlite3", "bench.sqlite3-wal")]
+    sqlite_bytes = sum(f.stat().st_size for f in files if f.exists()) / sessions
+    store = RedisStore(server.url, prefix="bench:")
+    results["Redis"] = measure(store, template, sessions, samples)
+    store.close()
+    return results, sqlite_bytes
+
+
+def stores_in_child(sessions: int, samples: int) -> dict[str, Any]:
+    """One whole measurement (its own redis-server and SQLite file), for ``against.run``."""
+    executable = find_redis_server()
+    assert executable is not None, INSTALL_HINT
+    with tempfile.TemporaryDirectory() as tmp, RedisServer(executable, Path(tmp)) as server:
+        results, sqlite_bytes = both_stores(server, Path(tmp), build_document(), sessions, samples)
+    return {"results": results, "sqlite_bytes": sqlite_bytes}
+
+
+def compare_trees(tree: str, rounds: int, sessions: int, samples: int) -> None:
+    """This tree against ``tree``, alternating fresh processes; best of ``rounds`` each
+    (highest rate, lowest latency), so the load of a shared box hits both alike."""
+    best: dict[str, dict[str, dict[str, float]]] = {}
+    for _ in range(rounds):
+        for who, where in (("after", ""), ("before", tree)):
+            got = against.run(
+                where, "bench_stores", "stores_in_child", sessions=sessions, samples=samples
+            )
+            got["results"]["SQLite"]["bytes"] = got["sqlite_bytes"]
+            for store, figures in got["results"].items():
+                kept = best.setdefault(who, {}).setdefault(store, {})
+                for key, value in figures.items():
+                    pick = min if key.endswith("_ms") or key == "bytes" else max
+                    kept[key] = pick(kept.get(key, value), value)
+    print(f"# bench_stores: this tree (after) vs {tree} (before), best of {rounds} rounds each")
+    print(
+        f"_{platform.platform()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}_\n"
+    )
+    print("| metric | SQLite before | SQLite after | × | Redis before | Redis after | × |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for label, key, fmt in [*ROWS, ("SQLite bytes per session (file + WAL)", "bytes", "{:,.0f}")]:
+        cells = []
+        for store in ("SQLite", "Redis"):
+            old, new = best["before"][store].get(key), best["after"][store].get(key)
+            if old is None or new is None:
+                cells += ["", "", ""]
+                continue
+            ratio = old / new if key.endswith("_ms") or key == "bytes" else new / old
+            cells += [fmt.format(old), fmt.format(new), f"{ratio:.2f}"]
+        print(f"| {label.strip()} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (smoke test)")
+    parser.add_argument("--baseline-tree", metavar="TREE", help="also measure that checkout")
+    parser.add_argument("--rounds", type=int, default=3, help="with --baseline-tree")
     args = parser.parse_args()
     sessions, samples, many, plain = (
         (300, 100, 5_000, 1_000) if args.quick else (2_000, 500, 100_000, 20_000)
@@ -178,39 +253,23 @@ def main() -> None:
     executable = find_redis_server()
     if executable is None:
         raise SystemExit(INSTALL_HINT)
+    if args.baseline_tree:
+        compare_trees(args.baseline_tree, args.rounds, sessions, samples)
+        return
 
     started = time.perf_counter()
     template = build_document()
     with tempfile.TemporaryDirectory() as tmp, RedisServer(executable, Path(tmp)) as server:
-        sqlite = SQLiteStore(Path(tmp) / "bench.sqlite3")
-        results = {"SQLite": measure(sqlite, template, sessions, samples)}
-        sqlite.close()
-        files = [Path(tmp) / n for n in ("bench.sqlite3", "bench.sqlite3-wal")]
-        sqlite_bytes = sum(f.stat().st_size for f in files if f.exists()) / sessions
-        store = RedisStore(server.url, prefix="bench:")
-        results["Redis"] = measure(store, template, sessions, samples)
-        store.close()
+        results, sqlite_bytes = both_stores(server, Path(tmp), template, sessions, samples)
         per_session = redis_memory(server.url, template, many, compress=True)
         per_plain = redis_memory(server.url, template, plain, compress=False)
         with redis.Redis.from_url(server.url) as client:
             version = client.info("server")["redis_version"]
 
     text = json.dumps(template, ensure_ascii=False, separators=(",", ":")).encode()
-    json_bytes = len(text)
-    stored = len(codec.pack(text, 0) or text)  # what RedisStore (and SQLite over 4 KiB) writes
+    from jupyter_agentmem.stores import codec  # here: a --baseline-tree may predate it
 
-    rows = [
-        ("store.save (sessions/s)", "save_per_s", "{:,.0f}"),
-        ("store.load (sessions/s)", "load_per_s", "{:,.0f}"),
-        ("store.save_many, 100 a batch (sessions/s)", "save_many_per_s", "{:,.0f}"),
-        ("store.load_many, 100 a batch (sessions/s)", "load_many_per_s", "{:,.0f}"),
-        ("evict+restore via manager, 1 write each (/s)", "cycle_single_per_s", "{:,.0f}"),
-        ("evict+restore via manager, batched (/s)", "cycle_per_s", "{:,.0f}"),
-        ("  the same with a 64 MiB compressed tier (/s)", "cycle_tier_per_s", "{:,.0f}"),
-        ("  100 at a time through get_many (/s)", "get_many_per_s", "{:,.0f}"),
-        ("restore latency p50 (ms)", "p50_ms", "{:.2f}"),
-        ("restore latency p99 (ms)", "p99_ms", "{:.2f}"),
-    ]
+    stored = len(codec.pack(text, 0) or text)  # what RedisStore (and SQLite over 4 KiB) writes
     print(
         f"\njupyter-agentmem store benchmark: Python {platform.python_version()}, "
         f"redis-server {version} on 127.0.0.1 (TCP), SQLite {sqlite3.sqlite_version}"
@@ -220,12 +279,12 @@ def main() -> None:
     print(
         f"session: 50 turns, {template['messages_total']} messages seen, "
         f"{len(template['messages'])} recent + {len(template['summary'])}-char summary; "
-        f"document {json_bytes:,} B JSON, {stored:,} B as stored (zlib)"
+        f"document {len(text):,} B JSON, {stored:,} B as stored (zlib)"
     )
     print(f"{sessions:,} sessions, manager max_sessions=100, {samples} latency samples\n")
     print(f"| {'metric':<44} | {'SQLite':>10} | {'Redis':>10} |")
     print(f"|{'-' * 46}|{'-' * 12}|{'-' * 12}|")
-    for label, key, fmt in rows:
+    for label, key, fmt in ROWS:
         sq, rd = (fmt.format(results[name][key]) for name in ("SQLite", "Redis"))
         print(f"| {label:<44} | {sq:>10} | {rd:>10} |")
     print(
