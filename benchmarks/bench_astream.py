@@ -19,13 +19,14 @@ import multiprocessing
 import socket
 import statistics
 import time
+from typing import Any
 
 import openai
 
 from benchmarks.bench_serve import ANSWER, model_server
 from jupyter_agentmem.model.adapter import TextDelta, astream_chat
 
-MESSAGES = [{"role": "user", "content": "hi"}]
+MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
 
 
 async def first_text(kind: str, client: openai.AsyncOpenAI) -> float:
@@ -36,7 +37,7 @@ async def first_text(kind: str, client: openai.AsyncOpenAI) -> float:
     if kind == "raw openai SDK":
         stream = await client.chat.completions.create(
             model="m",
-            messages=MESSAGES,  # type: ignore[arg-type]
+            messages=MESSAGES,
             stream=True,
             stream_options={"include_usage": True},
         )
