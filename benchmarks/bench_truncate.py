@@ -14,7 +14,7 @@ with the load, the ratio to the C decoder much less. Rows are timed in turn
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import json
 import os
 import platform
@@ -30,15 +30,21 @@ from . import workload
 
 
 def baseline_module(tree: str) -> ModuleType:
-    """``jupyter_agentmem/memory/truncate.py`` of another checkout, loaded on its own
-    (before this change it was one self-contained module)."""
-    path = os.path.join(tree, "jupyter_agentmem", "memory", "truncate.py")
-    spec = importlib.util.spec_from_file_location("baseline_truncate", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["baseline_truncate"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    """``jupyter_agentmem/memory/truncate.py`` of another checkout, with its sibling
+    ``truncate_*`` modules, loaded as a package of its own (``baseline_memory``) whose
+    ``__init__`` is not run (it would import the rest of that checkout)."""
+    package = ModuleType("baseline_memory")
+    package.__path__ = [os.path.join(tree, "jupyter_agentmem", "memory")]
+    sys.modules["baseline_memory"] = package
+    return importlib.import_module("baseline_memory.truncate")
+
+
+def use_orjson(on: bool, *packages: str) -> None:
+    """Switch the optional orjson path on or off in ours and the baseline alike."""
+    for name in packages:
+        fast = sys.modules.get(f"{name}.truncate_fast")
+        if fast is not None:
+            vars(fast)["ENABLED"] = on and getattr(fast, "_orjson", None) is not None
 
 
 def cases() -> dict[str, tuple[list[Any], int]]:
@@ -73,11 +79,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", metavar="TREE", help="also time this checkout's truncator")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--stdlib", action="store_true", help="switch orjson off in both")
     args = parser.parse_args()
     ours = ToolOutputTruncator()
-    theirs = baseline_module(args.baseline).ToolOutputTruncator() if args.baseline else None
+    baseline = baseline_module(args.baseline) if args.baseline else None
+    theirs = baseline.ToolOutputTruncator() if baseline else None
+    use_orjson(not args.stdlib, "jupyter_agentmem.memory", "baseline_memory")
     print(f"# ToolOutputTruncator — {time.strftime('%Y-%m-%d')}")
-    print(f"_{platform.platform()}, Python {platform.python_version()}, {os.cpu_count()} cores_\n")
+    print(f"_{platform.platform()}, Python {platform.python_version()}, {os.cpu_count()} cores_")
+    print(f"_orjson: {'off' if args.stdlib else 'on where installed'}_\n")
     head = "| input | ours | baseline | × faster | `json.loads` | ours / loads |"
     print(head + "\n|---|---:|---:|---:|---:|---:|")
     for name, (inputs, calls) in cases().items():

@@ -140,3 +140,16 @@ def test_ints_beyond_64_bits_are_not_read_as_floats() -> None:
     assert truncate_fast.loads("[18446744073709551616]") is truncate_fast.UNSURE
     assert orjson.loads("[18446744073709551616]") == [float(2**64)]  # why the check exists
     assert not math.isnan(truncate_fast.loads("[1.5]")[0])
+
+
+def test_positive_exponents_go_to_orjson_negative_ones_to_json(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """orjson 3.10+ writes 1e16 and up like repr (``1e+16``): no digit scan for those,
+    only for a negative exponent (``1e-7`` against ``1e-07``) or an older orjson."""
+    rows = [{"a": 1e16, "b": -2.5e300}, {"a": 1.5e22, "b": 0.5}]
+    assert truncate_fast._REPR_EXPONENT
+    assert truncate_fast.dumps(rows) == "".join(_ENCODE(rows, 0))
+    assert truncate_fast.dumps([{"a": 1.5e-7}]) is None
+    monkeypatch.setattr(truncate_fast, "_REPR_EXPONENT", False)
+    assert truncate_fast.dumps(rows) is None

@@ -24,6 +24,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from .truncate_direct import rows_that_fit
 from .truncate_fast import UNSURE
 from .truncate_fast import loads as fast_loads
 from .truncate_json import (
@@ -132,6 +133,7 @@ class ToolOutputTruncator:
         self._window = min(self.parse_limit, 64 * max_chars)
         self._max_values = max_chars // 2 + 16  # each value shown takes >= 2 chars
         self._jumps = _JUMPS  # 0: the plain halving search (tests compare both paths)
+        self._direct = True  # rows of the common shape counted in closed form (see _render)
         self._lock = threading.Lock()
         self.calls = self.truncations = self.bytes_saved = 0
 
@@ -202,7 +204,7 @@ class ToolOutputTruncator:
     def _parse(self, head: str, tail: str, total: int, unit: str, whole: bool) -> _Parsed | None:
         """Decode a whole text; the bounded prefix parser for the head of a huge one, or
         for a text nested too deep for the C decoder. None: not JSON."""
-        i = skip_ws(head)
+        i = 0 if head[:1] in JSON_START else skip_ws(head)  # (the common case: no space)
         if i == len(head) or head[i] not in JSON_START:
             return None
         if whole:
@@ -269,14 +271,17 @@ class ToolOutputTruncator:
         tried: dict[Limits, Writer] = {}
         depth = min(self.max_depth, _DEPTH_CAP)
 
-        def attempt(scales: list[float]) -> Writer:
+        def limits(scales: list[float]) -> Limits:
             box, text = scales
-            lim = Limits(
+            return Limits(
                 depth,
                 max(1, round(self.max_items * box)),
                 max(1, round(self.max_keys * box)),
                 max(1, round(self._string0 * text)),
             )
+
+        def attempt(scales: list[float]) -> Writer:
+            lim = limits(scales)
             if lim not in tried:
                 writer = tried[lim] = Writer(
                     self.max_chars, lim, note, open_ids, clips, self._string0, cache
@@ -290,6 +295,13 @@ class ToolOutputTruncator:
                     writer.parts.clear()  # only its sizes are still needed
             return tried[lim]
 
+        if cache is not None and self._direct and self._jumps and not note and not open_ids:
+            first = limits([1.0, 1.0])
+            direct = rows_that_fit(value, cache, self.max_chars, first, self._jumps)
+            if direct is not None:  # one attempt, checked against the predicted size
+                writer = attempt([direct[0] / self.max_items, 1.0])
+                if writer.fits and writer.size == direct[1]:
+                    return writer
         scales, failed, dim, jumps = [1.0, 1.0], 0.0, 0, 0
         while not (best := attempt(scales)).fits:
             box_min = scales[0] * max(self.max_items, self.max_keys) <= 1
@@ -309,8 +321,8 @@ class ToolOutputTruncator:
                 scales[dim] /= 2
         if jumps and dim == 0 and best.fits:  # a jump is a guess: does one more row fit?
             trial = [(best.lim.items + 1) / self.max_items, scales[1]]
-            if not (writer := attempt(trial)).fits:
-                return best  # usually cheap: the rows' prefix sums refuse it at once
+            if best.refuses(limits(trial)) or not (writer := attempt(trial)).fits:
+                return best  # usually known without writing (see Writer.refuses)
             scales, best = trial, writer
         for _ in range(_REFINE if failed and best.fits else 0):
             span, trial = failed - scales[dim], list(scales)

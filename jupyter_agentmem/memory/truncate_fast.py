@@ -5,14 +5,15 @@ is most of a truncation; ``orjson`` (the ``fast`` extra) does both ~3-8x faster.
 It is used only where its result is provably the stdlib's, else the caller takes
 the stdlib path, so the output is byte-for-byte the same with or without it:
 
-* reading: ``orjson`` refuses NaN / Infinity, lone surrogates and ``1e400`` (the
-  stdlib path then handles them); it reads ints beyond 64 bits as floats, so a
-  text with a run of 19 digits is left to the stdlib;
+* reading: :func:`jupyter_agentmem.fastjson.try_loads` (shared with the stores),
+  which leaves NaN / Infinity, lone surrogates, ``1e400`` and a text with a run
+  of 19 digits (an int ``orjson`` would read as a float) to the stdlib;
 * writing (only values ``orjson`` itself decoded: finite floats, 64-bit ints,
-  ``str`` keys): floats below 1e-4 or from 1e16 up are written unlike ``repr``
-  (``1e-7`` / ``0.00001`` against ``1e-07`` / ``1e-05``; orjson writes a
-  lowercase ``e``), so an encoding with a digit before ``e`` or with ``0.0000``
-  is left to the stdlib too.
+  ``str`` keys): floats below 1e-4 are written unlike ``repr`` (``1e-7`` /
+  ``0.00001`` against ``1e-07`` / ``1e-05``), and from 1e16 up by older
+  orjson versions (``1e16`` against ``1e+16``; checked once at import), so an
+  encoding with ``0.0000``, or with ``e-`` (or any ``e+`` on an older orjson)
+  and a digit before ``e``, is left to the stdlib too.
 
 ``ENABLED`` is false without ``orjson``; tests switch it off to run both paths.
 """
@@ -20,7 +21,9 @@ the stdlib path, so the output is byte-for-byte the same with or without it:
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any, Final
+from typing import Any
+
+from jupyter_agentmem import fastjson
 
 _orjson: ModuleType | None
 try:
@@ -31,30 +34,28 @@ except ImportError:  # the `fast` extra is optional
 __all__ = ["ENABLED", "UNSURE", "dumps", "loads"]
 
 ENABLED = _orjson is not None
-UNSURE: Final = object()  # "ask the stdlib": orjson refused, or might differ
-_DIGITS = bytes(48 if 48 <= i < 58 else 32 for i in range(256))  # digits -> "0", rest " "
-_LONG_INT = b"0" * 19  # a run of 19 digits may be an int orjson reads as a float
+UNSURE = fastjson.UNSURE  # "ask the stdlib": orjson refused, or might differ
 # digits -> "0", "e" kept, the rest " ": an exponent orjson writes shows as "0e"
 _EXPONENT = bytes(48 if 48 <= i < 58 else 101 if i == 101 else 32 for i in range(256))
 _NATIVE_ONLY = 0 if _orjson is None else _orjson.OPT_PASSTHROUGH_SUBCLASS
+# this orjson writes floats from 1e16 up like repr ("1e+16"; older ones wrote "1e16"),
+# so only a negative exponent ("1e-7" against "1e-07") needs the digit check
+_REPR_EXPONENT = _orjson is not None and all(
+    _orjson.dumps(x) == repr(x).encode()
+    for x in (1e16, -1.5e16, 1.2345678901234568e17, 9.87e22, 2.5e300, 1e15, 9.999e15, 1e-4)
+)
 
 
 def loads(text: str) -> Any:
     """``json.loads(text)`` via orjson, or :data:`UNSURE` (not JSON, or not surely
     read the same: the stdlib then decides)."""
-    orjson = _orjson
-    if not ENABLED or orjson is None:
+    if not ENABLED:
         return UNSURE
     try:
         data = text.encode()  # orjson reads UTF-8; a lone surrogate cannot be encoded
     except UnicodeEncodeError:
         return UNSURE
-    if _LONG_INT in data.translate(_DIGITS):  # two C passes: a regex takes 10x longer
-        return UNSURE
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return UNSURE
+    return fastjson.try_loads(data)
 
 
 def dumps(value: object) -> str | None:
@@ -67,7 +68,10 @@ def dumps(value: object) -> str | None:
         data: bytes = orjson.dumps(value, option=_NATIVE_ONLY)
     except orjson.JSONEncodeError:
         return None
-    # C passes (a regex takes ~10x longer); "0.0000" also flags e.g. 10.00001: harmless
-    if b"0.0000" in data or b"0e" in data.translate(_EXPONENT):
+    # C passes (a regex takes ~10x longer); "0.0000" also flags e.g. 10.00001: harmless.
+    # Without "e-" any exponent is "e+", written like repr where _REPR_EXPONENT says so
+    if b"0.0000" in data or (
+        (b"e-" in data or not _REPR_EXPONENT) and b"0e" in data.translate(_EXPONENT)
+    ):
         return None
     return data.decode()

@@ -16,9 +16,8 @@ import math
 from _json import encode_basestring as _quote  # json's C quoting; keeps non-ASCII as is
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
-from dataclasses import dataclass
 from itertools import islice
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from .truncate_json import BigInt, CutStr
 from .truncate_rows import Plain, Rows, encode
@@ -47,8 +46,9 @@ class OverBudget(Exception):
     """Aborts a serialisation attempt once its output passed the budget."""
 
 
-@dataclass(slots=True, frozen=True)
-class Limits:
+class Limits(NamedTuple):
+    """One attempt's limits (a tuple: built and hashed in C, several per call)."""
+
     depth: int
     items: int
     keys: int
@@ -140,7 +140,9 @@ class Writer:
         self.long = 0  # chars written for strings longer than 40 chars
         self.path: list[int] = []  # ids of the containers being written, to spot cycles
         self.hint = 0  # rows that fit where the budget ran out in a list (0: unknown)
-        self.last: tuple[Rows, int] | None = None  # the last rows written in one piece
+        # the last rows written in one piece: rows, how many, room and depth of the list,
+        # and whether anything was cut before it (see refuses)
+        self.last: tuple[Rows, int, int, int, bool] | None = None
 
     def put(self, s: str) -> None:
         self.size += len(s)
@@ -196,9 +198,9 @@ class Writer:
             raise OverBudget
         if m < k:
             return 0
-        self.last = (plan, m)
+        self.last = (plan, m, room, depth, self.cut)
         self.size += plan.ends[m - 1]
-        self.parts.append(",".join(plan.pieces[:m]))
+        self.parts.append(plan.text(m))
         return m
 
     def rows_to_try(self) -> int:
@@ -207,8 +209,38 @@ class Writer:
         A guess only: the caller still checks the next attempt against the budget."""
         if self.hint or self.last is None:
             return self.hint
-        plan, m = self.last  # rows fitted, what followed them did not: drop >= the excess
+        plan, m = self.last[:2]  # rows fitted, what followed them did not: drop >= the excess
         return bisect_right(plan.ends, plan.ends[m - 1] - (self.size - self.cap), 0, m)
+
+    def refuses(self, lim: Limits) -> bool:
+        """After an attempt that fitted: would one under ``lim`` (one more row of the
+        list written last, other limits no lower) surely not fit? Saves that attempt.
+
+        Why it is exact: nothing was cut before that list, so no limit shaped what
+        precedes it, and ``lim`` writes the same text up to it, with the same room left.
+        There, one more row than fitted is ready and obeys ``lim``, so the list (in one
+        piece, row by row or whole) is written as encoded, and those rows pass the room.
+        """
+        if self.last is None:
+            return False
+        plan, m, room, depth, cut = self.last
+        old = self.lim
+        if (
+            cut
+            or m != old.items
+            or lim.items != m + 1
+            or lim.keys < old.keys
+            or (lim.depth, lim.string) != (old.depth, old.string)
+            or len(plan.ends) <= m
+            or plan.ends[m] <= room
+        ):
+            return False
+        nest, commas, string = plan.bounds(m + 1)
+        return (
+            depth + 1 + nest <= lim.depth
+            and commas + 1 <= min(lim.items, lim.keys)
+            and string <= lim.string
+        )
 
     def marker(self, text: str) -> None:
         self.cut = True
@@ -217,7 +249,13 @@ class Writer:
     def value(self, v: object, depth: int) -> None:
         if self.size > self.cap:
             raise OverBudget
-        if isinstance(v, str):
+        if type(v) is str and len(v) <= self.lim.string:  # common case of string()
+            text = _quote(v)
+            self.size += len(text)
+            self.parts.append(text)
+            if len(v) > 40:
+                self.long += len(text)
+        elif isinstance(v, str):
             self.string(v, len(v))
         elif v is None or v is True or v is False:
             self.put("null" if v is None else "true" if v else "false")
@@ -290,7 +328,8 @@ class Writer:
                 else "[" + _quote(f"...({deep}, depth limit)") + "]"
             )
         self.path.append(id(obj))
-        self.put("{" if is_dict else "[")
+        self.size += 1
+        self.parts.append("{" if is_dict else "[")
         shown, room = 0, self.lim.string
         if type(obj) is list and (shown := self.rows(obj, depth)):
             items = ()
@@ -300,7 +339,9 @@ class Writer:
                 self.put(sep)
                 self.value(entry, depth + 1)
             elif isinstance(k := entry[0], str) and len(k) <= room:  # common case: one piece
-                self.put(f"{sep}{_quote(k)}:")
+                key = f"{sep}{_quote(k)}:"
+                self.size += len(key)
+                self.parts.append(key)
                 self.value(entry[1], depth + 1)
             else:
                 self.put(sep)

@@ -1,4 +1,4 @@
-"""The provider adapter: openai SDK stream chunks in, our own small events out.
+"""The provider adapter: an openai SDK streamed response in, our own small events out.
 
 One small contract (as in simonw/llm): :func:`stream_chat` is a generator of
 :data:`Event` values. Conversation, tools, rendering and memory are written once
@@ -10,7 +10,10 @@ servers are absorbed here:
 * some servers reject ``stream_options`` with a 400; we retry once without it
   (and remember, per client, that this server does not take it);
 * a consumer that stops early (``break``, ``KeyboardInterrupt``) closes the HTTP
-  response, so the server stops generating and the socket is freed.
+  response, so the server stops generating and the socket is freed;
+* the SDK sends the request (auth, base_url, retries, timeouts, its HTTP errors),
+  but the body is read line by line (:mod:`.sse`) and each chunk decoded into a
+  plain dict: the SDK's per-chunk pydantic models cost ~5x the rest of the path.
 
 :func:`describe_error` (in ``failures``) turns any failure into one line that says what to do.
 """
@@ -20,13 +23,28 @@ from __future__ import annotations
 import json
 import os
 import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
+import anyio
 import openai
 
-from .failures import NO_KEY_HINT, MalformedStreamError, describe_error
+from .failures import (
+    NO_KEY_HINT,
+    MalformedStreamError,
+    broken_body,
+    describe_error,
+    stream_error,
+    transport_errors,
+)
+from .sse import SSELines
+
+_fast_loads: Callable[[str], Any]
+try:  # the optional [fast] extra: orjson decodes a chunk faster than json
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover - exercised in the CI job without orjson
+    _fast_loads = json.loads
 
 __all__ = [
     "NO_KEY_HINT",
@@ -131,13 +149,18 @@ def make_async_client(
 # Clients whose server rejected ``stream_options`` once: do not send it again.
 _NO_STREAM_OPTIONS: weakref.WeakSet[Any] = weakref.WeakSet()
 
+#: How long the async twin reads on after ``[DONE]`` to keep an HTTP/1.1 connection.
+_DRAIN_SECONDS = 0.1
+
 
 class _Exchange:
     """One streamed completion, sans I/O: the request to send, whether a refusal is worth
-    a retry without ``stream_options``, and SDK chunks folded into events.
+    a retry without ``stream_options``, and the body's lines folded into events.
 
     :func:`stream_chat` and :func:`astream_chat` are its two thin drivers, so they
-    agree on events, order and errors by construction.
+    agree on events, order and errors by construction. Chunks are decoded with
+    ``json`` into plain dicts, never into the SDK's pydantic models: building one
+    per chunk was most of the cost of streaming (see ``benchmarks/bench_render``).
     """
 
     def __init__(self, client: Any, arguments: Mapping[str, Any]) -> None:
@@ -147,22 +170,30 @@ class _Exchange:
         self.calls: dict[int, _PendingCall] = {}
         self.usage: Usage | None = None
         self.reason: str | None = None
+        self.http_request: Any = None
+        self._sse = SSELines()
 
     def request(self) -> dict[str, Any]:
-        """Keyword arguments for ``chat.completions.create`` (``extra`` goes into the body)."""
+        """Keyword arguments for ``chat.completions.create``.
+
+        The conversation and tool schemas go in ``extra_body`` (the SDK merges it
+        into the JSON body, same keys, same values) rather than ``messages=``/``tools=``:
+        the SDK walks typed parameters key by key to rename aliases, which chat
+        messages and tools do not have, at ~0.3 ms per KB of prompt before the
+        first byte is sent. ``extra`` goes into the body last, as before.
+        """
         a = self.arguments
-        kwargs: dict[str, Any] = {"model": a["model"], "messages": list(a["messages"])}
-        kwargs["stream"] = True
+        kwargs: dict[str, Any] = {"model": a["model"], "messages": [], "stream": True}
         if self.with_usage:
             kwargs["stream_options"] = {"include_usage": True}
-        if a["tools"]:
-            kwargs["tools"] = list(a["tools"])
         if a["temperature"] is not None:
             kwargs["temperature"] = a["temperature"]
         if a["max_tokens"] is not None:
             kwargs["max_tokens"] = a["max_tokens"]
-        if a["extra"]:
-            kwargs["extra_body"] = dict(a["extra"])
+        body: dict[str, Any] = {"messages": list(a["messages"])}
+        if a["tools"]:
+            body["tools"] = list(a["tools"])
+        kwargs["extra_body"] = {**body, **(a["extra"] or {})}
         return kwargs
 
     def retry_request(self, exc: openai.APIStatusError) -> dict[str, Any] | None:
@@ -172,41 +203,68 @@ class _Exchange:
         self.with_usage = False
         return self.request()
 
-    def accepted(self) -> None:
+    def accepted(self, response: Any) -> None:
         """The server answered; if only without ``stream_options``, remember that."""
+        self.http_request = response.http_request
         if not self.with_usage:
             _NO_STREAM_OPTIONS.add(self.client)
 
-    def feed(self, chunk: Any) -> Iterator[Event]:
-        usage = getattr(chunk, "usage", None)
+    def line(self, line: str) -> Sequence[Event] | None:
+        """The events one body line completes; ``None`` once ``[DONE]`` ends the stream.
+
+        Raises :class:`MalformedStreamError` for data that is not a JSON object, and
+        ``openai.APIError`` for an ``error`` event, as the SDK's own stream does.
+        """
+        data = self._sse.feed(line)
+        if data is None:
+            return ()
+        if data.startswith("[DONE]"):
+            return None
+        try:
+            chunk = _fast_loads(data)
+        except ValueError:
+            chunk = _json(data)  # orjson is stricter (NaN, lone surrogates): json decides
+        if type(chunk) is not dict:
+            raise _malformed(f"a chunk that is a JSON {type(chunk).__name__}, not an object")
+        if chunk.get("error"):
+            raise stream_error(chunk["error"], self.http_request)
+        try:
+            return self._feed(chunk)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise _malformed(f"a chunk of unexpected shape: {exc}") from exc
+
+    def _feed(self, chunk: dict[str, Any]) -> list[Event]:
+        usage = chunk.get("usage")
         if usage is not None:
             self.usage = Usage(
-                int(usage.prompt_tokens or 0),
-                int(usage.completion_tokens or 0),
-                int(usage.total_tokens or 0),
+                int(usage.get("prompt_tokens") or 0),
+                int(usage.get("completion_tokens") or 0),
+                int(usage.get("total_tokens") or 0),
             )
-        for choice in chunk.choices or ():
-            if choice.finish_reason:
-                self.reason = choice.finish_reason
-            delta = choice.delta
-            if delta is None:
+        events: list[Event] = []
+        for choice in chunk.get("choices") or ():
+            if choice.get("finish_reason"):
+                self.reason = choice["finish_reason"]
+            delta = choice.get("delta")
+            if not delta:
                 continue
-            if delta.content:
-                yield TextDelta(delta.content)
-            for position, fragment in enumerate(delta.tool_calls or ()):
+            if delta.get("content"):
+                events.append(TextDelta(delta["content"]))
+            for position, fragment in enumerate(delta.get("tool_calls") or ()):
                 self._fold(position, fragment)
+        return events
 
-    def _fold(self, position: int, fragment: Any) -> None:
-        index = fragment.index if fragment.index is not None else position
-        call = self.calls.setdefault(index, _PendingCall())
-        if fragment.id and call.id is None:
-            call.id = fragment.id
-        function = fragment.function
-        if function is not None:
-            if function.name and call.name is None:
-                call.name = function.name  # first delta only (llama.cpp repeats it)
-            if function.arguments:
-                call.arguments += function.arguments
+    def _fold(self, position: int, fragment: Mapping[str, Any]) -> None:
+        index = fragment.get("index")
+        call = self.calls.setdefault(position if index is None else int(index), _PendingCall())
+        if fragment.get("id") and call.id is None:
+            call.id = fragment["id"]
+        function = fragment.get("function")
+        if function:
+            if function.get("name") and call.name is None:
+                call.name = function["name"]  # first delta only (llama.cpp repeats it)
+            if function.get("arguments"):
+                call.arguments += function["arguments"]
 
     def finish(self) -> Iterator[Event]:
         for index in sorted(self.calls):
@@ -224,12 +282,18 @@ class _PendingCall:
     arguments: str = ""
 
 
-def _malformed(exc: json.JSONDecodeError) -> MalformedStreamError:
+def _malformed(detail: str) -> MalformedStreamError:
     return MalformedStreamError(
-        "The server sent a malformed stream (a chunk that is not JSON: "
-        f"{exc.msg} at char {exc.pos}); check that base_url points at an "
-        "OpenAI-compatible /v1 endpoint."
+        f"The server sent a malformed stream ({detail}); "
+        "check that base_url points at an OpenAI-compatible /v1 endpoint."
     )
+
+
+def _json(data: str) -> Any:
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise _malformed(f"a chunk that is not JSON: {exc.msg} at char {exc.pos}") from exc
 
 
 def _arguments(
@@ -264,25 +328,30 @@ def stream_chat(
     """Stream one chat completion: ``TextDelta*``, then ``ToolCall*``, ``Usage?``, ``Finish``.
 
     Tool calls are emitted once complete, after the text. SDK errors propagate
-    unchanged (pass them to :func:`describe_error`), except a non-JSON chunk,
-    which becomes :class:`MalformedStreamError`. Closing the generator early
-    closes the HTTP response.
+    unchanged (pass them to :func:`describe_error`); a body that breaks mid-read
+    raises the SDK's ``APIConnectionError``/``APITimeoutError``, an ``error``
+    event its ``APIError``, and a chunk that is not JSON :class:`MalformedStreamError`.
+    Closing the generator early closes the HTTP response.
     """
     exchange = _Exchange(client, _arguments(model, messages, tools, temperature, max_tokens, extra))
+    create = client.chat.completions.with_streaming_response.create
     try:
-        stream = client.chat.completions.create(**exchange.request())
+        response = create(**exchange.request()).__enter__()
     except openai.APIStatusError as exc:
         if (retry := exchange.retry_request(exc)) is None:
             raise
-        stream = client.chat.completions.create(**retry)
-    exchange.accepted()
+        response = create(**retry).__enter__()
+    exchange.accepted(response)
     try:
-        for chunk in cast(Iterator[Any], stream):
-            yield from exchange.feed(chunk)
-    except json.JSONDecodeError as exc:
-        raise _malformed(exc) from exc
+        for line in response.http_response.iter_lines():
+            events = exchange.line(line)
+            if events is None:
+                break
+            yield from events
+    except transport_errors() as exc:
+        raise broken_body(exc, exchange.http_request) from exc
     finally:
-        stream.close()
+        response.close()
     yield from exchange.finish()
 
 
@@ -298,20 +367,43 @@ async def astream_chat(
 ) -> AsyncIterator[Event]:
     """The async twin of :func:`stream_chat`: same events, same order, same errors."""
     exchange = _Exchange(client, _arguments(model, messages, tools, temperature, max_tokens, extra))
+    create = client.chat.completions.with_streaming_response.create
     try:
-        stream = await client.chat.completions.create(**exchange.request())
+        response = await create(**exchange.request()).__aenter__()
     except openai.APIStatusError as exc:
         if (retry := exchange.retry_request(exc)) is None:
             raise
-        stream = await client.chat.completions.create(**retry)
-    exchange.accepted()
+        response = await create(**retry).__aenter__()
+    exchange.accepted(response)
+    lines = response.http_response.aiter_lines()
     try:
-        async for chunk in cast(AsyncIterator[Any], stream):
-            for event in exchange.feed(chunk):
+        async for line in lines:
+            events = exchange.line(line)
+            if events is None:
+                await _drain(response, lines)
+                break
+            for event in events:
                 yield event
-    except json.JSONDecodeError as exc:
-        raise _malformed(exc) from exc
+    except transport_errors() as exc:
+        raise broken_body(exc, exchange.http_request) from exc
     finally:
-        await stream.close()
+        await lines.aclose()
+        await response.close()
     for event in exchange.finish():
         yield event
+
+
+async def _drain(response: Any, lines: AsyncIterator[str]) -> None:
+    """Read what follows ``[DONE]`` for at most 0.1 s, so HTTP/1.1 can reuse the connection.
+
+    What the SDK's ``AsyncStream`` does too; the deadline keeps a server that holds
+    the body open from stalling the answer, and anything read is discarded.
+    """
+    if response.http_version != "HTTP/1.1":
+        return
+    with anyio.move_on_after(_DRAIN_SECONDS):
+        try:
+            async for _ in lines:
+                pass
+        except transport_errors():
+            pass  # the answer is complete; a broken tail is not an error

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import ssl
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -141,6 +143,36 @@ def _describe_status(exc: openai.APIStatusError, request: Any, secrets: Sequence
             f"later. Server said: {said}"
         )
     return f"The model server refused the request ({status}): {said}"
+
+
+def stream_error(error: Any, request: Any) -> openai.APIError:
+    """An ``error`` event in the middle of a stream, raised as the SDK's ``Stream`` does."""
+    message = error.get("message") if isinstance(error, Mapping) else None
+    if not isinstance(message, str) or not message:
+        message = "An error occurred during streaming"
+    return openai.APIError(message, request, body=error)
+
+
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """What a broken body raises while read: httpx2 (openai 3.x) or httpx errors, TLS, EOF.
+
+    Evaluated only when an exception reaches the ``except`` (so per failure, not
+    per line), from the modules already loaded: one not loaded cannot have raised.
+    """
+    errors: list[type[BaseException]] = [ssl.SSLError]
+    for name in ("httpx2", "httpx"):
+        if (module := sys.modules.get(name)) is not None:
+            errors.append(module.RequestError)
+    if (anyio := sys.modules.get("anyio")) is not None:
+        errors.append(anyio.EndOfStream)
+    return tuple(errors)
+
+
+def broken_body(exc: BaseException, request: Any) -> openai.APIConnectionError:
+    """The SDK's error for a body that broke mid-read (what ``describe_error`` explains)."""
+    if any(cls.__name__ == "TimeoutException" for cls in type(exc).__mro__):
+        return openai.APITimeoutError(request=request)
+    return openai.APIConnectionError(request=request)
 
 
 def describe_error(exc: BaseException, *, api_key: str | None = None) -> str:

@@ -20,7 +20,9 @@ __all__ = [
     "Hang",
     "Malformed",
     "Payloads",
+    "RawSSE",
     "Reply",
+    "StreamError",
     "Text",
     "ToolCalls",
     "error_body",
@@ -59,4 +61,25 @@ class Hang:
     seconds: float
 
 
-Reply = Text | ToolCalls | Error | Drop | Malformed | Hang
+@dataclass(frozen=True, slots=True)
+class StreamError:
+    """Scripted reply: some content chunks, then an ``{"error": {...}}`` event (no ``[DONE]``)."""
+
+    after_chunks: int
+    text: str
+    message: str
+    type: str
+    code: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RawSSE:
+    """Scripted reply: a 200 event stream whose body is ``frames``, each sent verbatim as one
+    HTTP chunk (comments, ``event:`` lines, multi-line data, any line endings),
+    ``delay`` seconds apart."""
+
+    frames: tuple[str, ...]
+    delay: float = 0.0
+
+
+Reply = Text | ToolCalls | Error | Drop | Malformed | Hang | StreamError | RawSSE

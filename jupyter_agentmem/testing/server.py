@@ -28,7 +28,9 @@ from .replies import (
     Hang,
     Malformed,
     Payloads,
+    RawSSE,
     Reply,
+    StreamError,
     Text,
     ToolCalls,
     error_body,
@@ -176,6 +178,26 @@ class FakeModelServer(DemoServer):
         """Send a ``data:`` line that is not JSON (after a valid first chunk)."""
         self.enqueue(Malformed())
 
+    def enqueue_stream_error(
+        self,
+        message: str = "The server had an error while processing your request.",
+        *,
+        after_chunks: int = 2,
+        text: str = "partial answer ...",
+        kind: str = "server_error",
+        code: str | None = None,
+    ) -> None:
+        """Send ``after_chunks`` content chunks of ``text``, then an SSE event carrying
+        ``{"error": {"message": ..., "type": kind, "code": code}}`` and end the body,
+        as OpenAI does when generation fails after the 200 was sent."""
+        self.enqueue(StreamError(max(0, after_chunks), text, message, kind, code))
+
+    def enqueue_sse(self, *frames: str, delay: float = 0.0) -> None:
+        """Answer 200 with an event stream whose body is ``frames``, verbatim, one HTTP
+        chunk each, ``delay`` seconds apart: for the corners of the SSE format (comments,
+        ``event:`` lines, multi-line ``data``, CRLF), which the other replies never produce."""
+        self.enqueue(RawSSE(tuple(frames), delay))
+
     def enqueue_hang(self, seconds: float) -> None:
         """Read the request, then send nothing for ``seconds`` (cut short by :meth:`stop`)."""
         self.enqueue(Hang(seconds))
@@ -239,6 +261,19 @@ class _Handler(ModelHandler):
             self.abort()
         elif isinstance(reply, Drop):
             self._drop(reply, Payloads(body, seq), bool(body.get("stream")))
+        elif isinstance(reply, StreamError):
+            events = Payloads(body, seq).text_events(Text(reply.text))[: 1 + reply.after_chunks]
+            error = {"message": reply.message, "type": reply.type, "code": reply.code}
+            self.stream([*events, json.dumps({"error": error})])
+        elif isinstance(reply, RawSSE):
+            self.start_stream()
+            for n, frame in enumerate(reply.frames):
+                if n and reply.delay > 0 and self.owner.stopping.wait(reply.delay):
+                    return
+                data = frame.encode()
+                if data and not self.write(b"%X\r\n%s\r\n" % (len(data), data)):
+                    return
+            self.end_stream()
         elif isinstance(reply, Malformed):
             if body.get("stream"):
                 first = Payloads(body, seq).text_events(Text(""))[0]
