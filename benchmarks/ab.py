@@ -34,9 +34,10 @@ def _flat(value: Any, prefix: str = "") -> dict[str, float]:
         return {}
     if isinstance(value, (int, float)):
         return {prefix or "value": float(value)}
-    if isinstance(value, dict):
+    if isinstance(value, (dict, list)):
         out: dict[str, float] = {}
-        for key, item in value.items():
+        pairs = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in pairs:
             out |= _flat(item, f"{prefix}.{key}" if prefix else str(key))
         return out
     return {}

@@ -1,7 +1,7 @@
-"""JSON decoding through the optional ``orjson`` wheel, only where it reads what ``json`` reads.
+"""JSON decoding through ``orjson``, only where it reads exactly what ``json`` reads.
 
 Why: decoding a stored 14 KB session document is a third of a restore, and
-``orjson`` (the ``fast`` extra) does it ~4x faster than the stdlib C decoder.
+``orjson`` (a dependency on CPython) does it ~4x faster than the stdlib C decoder.
 The stdlib stays the reference: :func:`loads` uses ``orjson`` only where the
 result is provably ``json.loads``'s, else it asks ``json`` itself, so nothing
 changes without the wheel or for an input ``orjson`` reads differently:
@@ -21,15 +21,15 @@ import json
 from types import ModuleType
 from typing import Any, Final
 
-_orjson: ModuleType | None
+ORJSON: ModuleType | None  # the module, for the truncator's writer too (truncate_fast)
 try:
-    import orjson as _orjson
-except ImportError:  # the `fast` extra is optional
-    _orjson = None
+    import orjson as ORJSON
+except ImportError:  # Pythons without an orjson wheel (PyPy): the stdlib alone
+    ORJSON = None
 
-__all__ = ["ENABLED", "UNSURE", "loads", "try_loads"]
+__all__ = ["ENABLED", "ORJSON", "UNSURE", "loads", "try_loads"]
 
-ENABLED = _orjson is not None
+ENABLED = ORJSON is not None
 UNSURE: Final = object()  # "ask the stdlib": orjson refused, or might read it differently
 DIGITS_TO_ZERO: Final = bytes(48 if 48 <= i < 58 else 32 for i in range(256))  # digit->"0"
 LONG_INT: Final = b"0" * 19  # a run of 19 digits may be an int orjson reads as a float
@@ -38,7 +38,7 @@ LONG_INT: Final = b"0" * 19  # a run of 19 digits may be an int orjson reads as 
 def try_loads(data: bytes) -> Any:
     """``json.loads(data)`` via orjson, or :data:`UNSURE` (not JSON, or not surely
     read the same: the caller then asks the stdlib, which decides)."""
-    orjson = _orjson
+    orjson = ORJSON
     if not ENABLED or orjson is None or LONG_INT in data.translate(DIGITS_TO_ZERO):
         return UNSURE
     try:

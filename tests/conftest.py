@@ -16,3 +16,11 @@ def model() -> Iterator[FakeModelServer]:
     srv = FakeModelServer(default=None).start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def srv() -> Iterator[FakeModelServer]:
+    """A fresh loopback model server per test, for tests that read its request log;
+    unscripted requests get a 500."""
+    with FakeModelServer(default=None) as server:
+        yield server

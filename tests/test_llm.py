@@ -6,7 +6,7 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import openai
@@ -29,12 +29,6 @@ from jupyter_agentmem.testing import FakeModelServer
 
 USER = [{"role": "user", "content": "hello"}]
 KEY = "sk-test-secret-key-0123456789"
-
-
-@pytest.fixture
-def srv() -> Iterator[FakeModelServer]:
-    with FakeModelServer(default=None) as server:
-        yield server
 
 
 def chat(server: FakeModelServer, **kwargs: Any) -> list[Event]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -31,12 +30,6 @@ from jupyter_agentmem.testing import FakeModelServer
 
 USER = [{"role": "user", "content": "hello"}]
 KEY = "sk-test-secret-key-0123456789"
-
-
-@pytest.fixture
-def srv() -> Iterator[FakeModelServer]:
-    with FakeModelServer(default=None) as server:
-        yield server
 
 
 def chunk(content: str | None = None, finish: str | None = None, **extra: Any) -> str:

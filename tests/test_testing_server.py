@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +46,6 @@ WEATHER_TOOL = {
         },
     },
 }
-
-
-@pytest.fixture
-def srv() -> Iterator[FakeModelServer]:
-    with FakeModelServer(default=None) as server:
-        yield server
 
 
 def client_for(server: FakeModelServer, **kwargs: Any) -> openai.OpenAI:

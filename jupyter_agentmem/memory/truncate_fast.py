@@ -1,7 +1,7 @@
 """Optional ``orjson`` for the truncator's hot path; the stdlib ``json`` stays the reference.
 
 Why: decoding a 7.6 KB tool result and encoding its rows with the stdlib C code
-is most of a truncation; ``orjson`` (the ``fast`` extra) does both ~3-8x faster.
+is most of a truncation; ``orjson`` (a dependency on CPython) does both ~3-8x faster.
 It is used only where its result is provably the stdlib's, else the caller takes
 the stdlib path, so the output is byte-for-byte the same with or without it:
 
@@ -20,16 +20,11 @@ the stdlib path, so the output is byte-for-byte the same with or without it:
 
 from __future__ import annotations
 
-from types import ModuleType
 from typing import Any
 
 from jupyter_agentmem import fastjson
 
-_orjson: ModuleType | None
-try:
-    import orjson as _orjson
-except ImportError:  # the `fast` extra is optional
-    _orjson = None
+_orjson = fastjson.ORJSON
 
 __all__ = ["ENABLED", "UNSURE", "dumps", "loads"]
 

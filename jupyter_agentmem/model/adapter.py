@@ -41,9 +41,9 @@ from .failures import (
 from .sse import SSELines
 
 _fast_loads: Callable[[str], Any]
-try:  # the optional [fast] extra: orjson decodes a chunk faster than json
+try:  # a dependency on CPython (not PyPy): orjson decodes a chunk faster than json
     from orjson import loads as _fast_loads
-except ImportError:  # pragma: no cover - exercised in the CI job without orjson
+except ImportError:  # pragma: no cover - Pythons without an orjson wheel
     _fast_loads = json.loads
 
 __all__ = [
