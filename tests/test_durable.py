@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from jupyter_agentmem import SessionManager, StatePolicy
-from jupyter_agentmem.memory.journal import load_with_log as load_document
+from jupyter_agentmem.memory.replay import load_with_log as load_document
 from jupyter_agentmem.memory.summarize import Summarizer
 from jupyter_agentmem.stores import MemoryStore, SQLiteStore
 from jupyter_agentmem.stores.base import SessionStore

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_agentmem import SessionManager
-from jupyter_agentmem.memory.journal import load_many_with_log, load_with_log
+from jupyter_agentmem.memory.replay import load_many_with_log, load_with_log
 from jupyter_agentmem.stores import SQLiteStore
 from jupyter_agentmem.stores.base import LogEntry, SessionStore
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from jupyter_agentmem.stores.base import SessionStore
 
 from .fields import ManagerFields
-from .journal import Journal, supports_log
+from .journal import Journal
+from .replay import supports_log
 
 if TYPE_CHECKING:
     from .state import ConversationState

@@ -39,8 +39,8 @@ from .document import Document
 from .durable import TurnLog
 from .eviction import Evictions
 from .inspection import Inspection
-from .journal import load_with_log
 from .owner import check_session_id
+from .replay import load_with_log
 from .sharing import Sharing
 from .state import ConversationState, StatePolicy
 from .stats import COUNTERS

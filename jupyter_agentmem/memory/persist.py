@@ -21,7 +21,7 @@ from .document import (
     with_write,
     writes_of,
 )
-from .journal import load_with_log
+from .replay import load_with_log
 
 CONFLICT_RETRIES = 12
 

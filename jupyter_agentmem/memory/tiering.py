@@ -37,9 +37,9 @@ from . import persist
 from .books import Budget
 from .document import Document, new_write_id, with_write
 from .fields import ManagerFields
-from .journal import load_many_with_log
 from .owner import check_session_id
 from .persist import Pending
+from .replay import load_many_with_log
 from .state import ConversationState
 from .tier import Spilled
 

@@ -274,7 +274,7 @@ class RedisStore(RedisTurnLog):
     def read_log_and_load(self, session_id: str) -> tuple[list[LogEntry], SessionData | None]:
         """``read_log`` then ``load`` in one pipelined round trip (a restore with the turn
         log on paid two: most of its time on a loopback Redis). Redis runs the two in
-        order, so the log is read first, as ``journal.load_with_log`` needs."""
+        order, so the log is read first, as ``replay.load_with_log`` needs."""
         if self.cluster:  # a Cluster pipeline cannot run the TTL script: two calls
             return self.read_log(session_id), self.load(session_id)
         with self._io("loading a session", session_id):
