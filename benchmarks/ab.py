@@ -6,7 +6,7 @@
 Each round runs the function once in a fresh process against this tree and once
 against ``--baseline-tree`` (see :mod:`.against`); the table keeps the best of
 the rounds per figure (the highest for a rate, the lowest for a time: a key ending
-in ``_ms``, ``_us``, ``_s`` or ``seconds``) and the ratio in the direction "×
+in ``_ms``, ``_us``, ``_s`` or ``seconds``, but not ``_per_s``) and the ratio in the direction "×
 better". Keyword values are read as JSON (``rounds=150``) or else kept as text.
 """
 
@@ -22,6 +22,11 @@ from typing import Any
 from . import against
 
 _TIMES = ("_ms", "_us", "_s", "seconds")
+
+
+def _lower_is_better(key: str) -> bool:
+    """A time (``p50_ms``, ``truncate_us``, ``seconds``), not a rate (``sessions_per_s``)."""
+    return key.endswith(_TIMES) and not key.endswith("_per_s")
 
 
 def _num(x: float) -> str:
@@ -64,7 +69,7 @@ def main() -> None:
     for _ in range(args.rounds):
         for who, tree in (("after", ""), ("before", args.baseline_tree)):
             for key, value in _flat(against.run(tree, module, function, **kwargs)).items():
-                lower = key.endswith(_TIMES)
+                lower = _lower_is_better(key)
                 kept = best[who].get(key, value)
                 best[who][key] = min(kept, value) if lower else max(kept, value)
     print(f"# {args.target}({', '.join(args.kwargs)}) — {time.strftime('%Y-%m-%d %H:%M')}")
@@ -79,7 +84,7 @@ def main() -> None:
         if old is None:
             print(f"| {key} | — | {_num(new)} | — |")
             continue
-        ratio = (old / new if key.endswith(_TIMES) else new / old) if old and new else float("nan")
+        ratio = (old / new if _lower_is_better(key) else new / old) if old and new else float("nan")
         print(f"| {key} | {_num(old)} | {_num(new)} | {ratio:.2f} |")
 
 
