@@ -27,7 +27,6 @@ How (the format is in ``stores/base.py``, "turn log"):
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -39,6 +38,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
 from jupyter_agentmem.stores.base import LogEntry, LogStore, SessionStore
+from jupyter_agentmem.stores.codec import storable_json
 
 from .replay import supports_log
 
@@ -199,7 +199,7 @@ class Journal:
             items: list[tuple[str, LogEntry]] = []
             size = 0
             for sid, seq, message in batch[done:]:
-                text = _encode(message)
+                text = storable_json(message)
                 items.append((sid, (self.writer, seq, text)))
                 size += len(text)
                 if size >= _CHUNK_CHARS:
@@ -263,21 +263,3 @@ class Journal:
             thread = self._thread
         if thread is not None:
             thread.join(5.0)
-
-
-# What json.dumps(message, ensure_ascii=..., allow_nan=False, separators=(",", ":")) builds
-# on every call, built once: the writer encodes every message, holding the GIL meanwhile.
-_UTF8_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-_ASCII_JSON = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
-
-
-def _encode(message: Message) -> str:
-    """JSON of one message; lone surrogates (e.g. file names that are not UTF-8) are
-    escaped, so every store can write the entry and ``json.loads`` restores it exactly."""
-    text = _UTF8_JSON.encode(message)
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            text = _ASCII_JSON.encode(message)
-    return text

@@ -145,7 +145,7 @@ _FLOAT = _getsizeof(0.0)
 _isfinite = math.isfinite
 # sys.getsizeof(x) is x.__sizeof__() plus the GC header of container types; calling
 # the type's own __sizeof__ gives the same number about 6x faster (no special lookup).
-_GC_HEADER = GC_HEADER = _getsizeof({}) - dict.__sizeof__({})
+GC_HEADER = _getsizeof({}) - dict.__sizeof__({})
 _dict_sizeof = dict.__sizeof__
 _list_sizeof = list.__sizeof__
 
@@ -156,7 +156,7 @@ def _dict_size(value: dict[Any, Any], depth: int) -> int:
     the same sizes, one call per container instead of one per value."""
     if depth >= _MAX_DEPTH:
         return -1
-    total = _dict_sizeof(value) + _GC_HEADER
+    total = _dict_sizeof(value) + GC_HEADER
     for key, item in value.items():
         if type(key) is not str or not key.isascii():
             return -1
@@ -194,7 +194,7 @@ def _list_size(value: list[Any], depth: int) -> int:
     """:func:`_dict_size` for a list."""
     if depth >= _MAX_DEPTH:
         return -1
-    total = _list_sizeof(value) + _GC_HEADER
+    total = _list_sizeof(value) + GC_HEADER
     for item in value:
         kind = type(item)
         if kind is dict:
@@ -233,25 +233,5 @@ def text_size(text: str) -> int:
 
 
 _str_sizeof = str.__sizeof__  # str is no container: sys.getsizeof adds nothing to it
-_array_sizeof = array.__sizeof__
-_ARRAY_EXTRA = ARRAY_EXTRA = _getsizeof(array("q")) - _array_sizeof(array("q"))
-
-
-def list_bytes(value: list[Any]) -> int:
-    """``sys.getsizeof`` of a list, without its special-method lookup."""
-    return _list_sizeof(value) + _GC_HEADER
-
-
-def array_bytes(value: array[int]) -> int:
-    """``sys.getsizeof`` of an array, without its special-method lookup."""
-    return _array_sizeof(value) + _ARRAY_EXTRA
-
-
-def object_bytes(value: object) -> int:
-    """``sys.getsizeof`` of an instance whose class keeps ``object.__sizeof__``."""
-    extra = _GC_HEADER if type(value).__flags__ & _HAVE_GC else 0
-    return _object_sizeof(value) + extra
-
-
-_object_sizeof = object.__sizeof__
-_HAVE_GC = 1 << 14  # Py_TPFLAGS_HAVE_GC
+# What sys.getsizeof adds to array.__sizeof__ (the state's estimate calls the latter).
+ARRAY_EXTRA = _getsizeof(array("q")) - array.__sizeof__(array("q"))

@@ -202,18 +202,6 @@ class ConversationState(Persisting):
         if self._owner is not None:
             self._owner.resized(self, delta)
 
-    def _over_window(self, window: list[Message]) -> bool:
-        """:meth:`needs_compaction` of the loaded window (lock held)."""
-        policy = self.policy
-        return (
-            len(window) > policy.max_recent
-            or self._window_bytes > policy.max_recent_bytes
-            or (
-                policy.max_recent_tokens is not None
-                and self._window_tokens > policy.max_recent_tokens
-            )
-        )
-
     def _settle(self, over: bool) -> None:
         """Work that must run without the lock: inline compaction when the window was
         ``over`` its budget after the change, then the owner's budget."""
@@ -256,7 +244,7 @@ class ConversationState(Persisting):
             if owner is not None:
                 owner.resized(self, delta)
                 owner.committed(self, [message])
-            # _over_window(): without a token counter there is no token budget
+            # needs_compaction(), inlined: without a token counter there is no token budget
             over = len(window) > policy.max_recent or self._window_bytes > policy.max_recent_bytes
         finally:
             lock.release()
@@ -303,7 +291,7 @@ class ConversationState(Persisting):
             self._changed()
             if self._owner is not None:
                 self._owner.committed(self, batch)
-            over = auto_compact and self._over_window(window)
+            over = auto_compact and self.needs_compaction()
         finally:
             lock.release()
         self._settle(over)

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import json
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import openai
+
+from jupyter_agentmem import fastjson
 
 from .clients import make_async_client, make_client
 from .failures import (
@@ -39,12 +41,6 @@ from .failures import (
     transport_errors,
 )
 from .sse import SSELines
-
-_fast_loads: Callable[[str], Any]
-try:  # a dependency on CPython (not PyPy): orjson decodes a chunk faster than json
-    from orjson import loads as _fast_loads
-except ImportError:  # pragma: no cover - Pythons without an orjson wheel
-    _fast_loads = json.loads
 
 __all__ = [
     "NO_KEY_HINT",
@@ -173,10 +169,7 @@ class _Exchange:
             return ()
         if data.startswith("[DONE]"):
             return None
-        try:
-            chunk = _fast_loads(data)
-        except ValueError:
-            chunk = _json(data)  # orjson is stricter (NaN, lone surrogates): json decides
+        chunk = _json(data)
         if type(chunk) is not dict:
             raise _malformed(f"a chunk that is a JSON {type(chunk).__name__}, not an object")
         if chunk.get("error"):
@@ -243,8 +236,9 @@ def _malformed(detail: str) -> MalformedStreamError:
 
 
 def _json(data: str) -> Any:
+    """``json.loads(data)`` (through orjson where it reads the same: :mod:`fastjson`)."""
     try:
-        return json.loads(data)
+        return fastjson.loads(data)
     except json.JSONDecodeError as exc:
         raise _malformed(f"a chunk that is not JSON: {exc.msg} at char {exc.pos}") from exc
 

@@ -17,7 +17,16 @@ from jupyter_agentmem import fastjson
 
 from .base import LogEntry, SessionData
 
-__all__ = ["ZLIB", "decode", "decode_log", "encode", "encode_log", "pack", "unpack"]
+__all__ = [
+    "ZLIB",
+    "decode",
+    "decode_log",
+    "encode",
+    "encode_log",
+    "pack",
+    "storable_json",
+    "unpack",
+]
 
 _JSON, ZLIB = b"j", b"z"
 # Level 3: half the CPU of level 6 for ~10 % more bytes on session documents
@@ -25,13 +34,33 @@ _JSON, ZLIB = b"j", b"z"
 _ZLIB_LEVEL = 3
 
 
+# What json.dumps(value, ensure_ascii=..., allow_nan=False, separators=(",", ":")) builds
+# on every call, built once: the turn-log writer encodes every message.
+_UTF8_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_ASCII_JSON = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+
+
+def storable_json(value: Any) -> str:
+    """Compact JSON text that every store can write as UTF-8: lone surrogates (e.g. file
+    names that are not UTF-8) are escaped, and ``json.loads`` restores them exactly.
+
+    Raises ``TypeError``/``ValueError`` when ``value`` is not JSON (NaN included).
+    """
+    text = _UTF8_JSON.encode(value)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return _ASCII_JSON.encode(value)
+    return text
+
+
 def encode(data: SessionData, compress_threshold: int) -> bytes:
     """``data`` as a stored value; zlib only above the threshold and only when smaller.
 
     Raises ``TypeError``/``ValueError`` when ``data`` is not a JSON document.
     """
-    text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    raw = text.encode("utf-8", "surrogatepass")
+    raw = _UTF8_JSON.encode(data).encode("utf-8", "surrogatepass")
     return pack(raw, compress_threshold) or _JSON + raw
 
 

@@ -21,7 +21,6 @@ SQLite's internal follow-up error.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import sqlite3
 import threading
@@ -200,18 +199,10 @@ class SQLiteStore:
     def _encode(self, data: SessionData) -> str | bytes:
         """JSON text, or a zlib BLOB (:func:`codec.pack`) above the threshold."""
         try:
-            text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+            text = codec.storable_json(data)
         except (TypeError, ValueError) as exc:
             raise StoreError(f"session document is not JSON: {exc}") from exc
-        if text.isascii():
-            raw = text.encode("ascii")
-        else:
-            try:
-                raw = text.encode("utf-8")
-            except UnicodeEncodeError:  # lone surrogates: escaped, json.loads restores them
-                text = json.dumps(data, allow_nan=False, separators=(",", ":"))
-                raw = text.encode("ascii")
-        return codec.pack(raw, self.compress_threshold) or text
+        return codec.pack(text.encode("utf-8"), self.compress_threshold) or text
 
     def _write(self, db: sqlite3.Connection, session_id: str, data: SessionData) -> None:
         revision = data.get("revision")
