@@ -215,3 +215,29 @@ def test_the_request_body_is_the_one_the_sdk_builds(srv: FakeModelServer) -> Non
     list(stream_chat(client, model="m", messages=messages, tools=tools, **options))  # type: ignore[arg-type]
     assert srv.requests[1] == srv.requests[0]
     assert srv.requests[1]["messages"] == messages and srv.requests[1]["tools"] == tools
+
+
+def test_an_event_that_never_ends_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``data:`` lines without the blank line that ends an event must not grow forever."""
+    from jupyter_agentmem.model import sse
+
+    monkeypatch.setattr(sse, "MAX_EVENT_CHARS", 1_000)
+    lines = SSELines()
+    with pytest.raises(ValueError, match="1,000 chars"):
+        for _ in range(1_000):
+            lines.feed("data: " + "x" * 99)
+    assert len(lines._data) < 11  # stopped at the bound, not at the end of the body
+    fresh = SSELines()
+    assert [fresh.feed(x) for x in ["data: " + "y" * 500, ""]] == [None, "y" * 500]
+
+
+def test_a_server_streaming_one_endless_event_gets_a_clear_error(
+    srv: FakeModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jupyter_agentmem.model import sse
+
+    monkeypatch.setattr(sse, "MAX_EVENT_CHARS", 10_000)
+    srv.enqueue_sse(*(["data: " + "z" * 1_000 + "\n"] * 50))
+    client = make_client(srv.base_url, KEY)
+    with pytest.raises(MalformedStreamError, match="more than 10,000 chars"):
+        list(stream_chat(client, model="m", messages=USER))

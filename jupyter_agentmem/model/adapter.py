@@ -164,7 +164,10 @@ class _Exchange:
         Raises :class:`MalformedStreamError` for data that is not a JSON object, and
         ``openai.APIError`` for an ``error`` event, as the SDK's own stream does.
         """
-        data = self._sse.feed(line)
+        try:
+            data = self._sse.feed(line)
+        except ValueError as exc:
+            raise _malformed(str(exc)) from exc
         if data is None:
             return ()
         if data.startswith("[DONE]"):
