@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jupyter_agentmem.memory import truncate as truncate_module
+from jupyter_agentmem.memory import truncate_direct
 from jupyter_agentmem.memory.truncate import ToolOutputTruncator
 from jupyter_agentmem.memory.truncate_direct import rows_that_fit
 from jupyter_agentmem.memory.truncate_rows import Plain
@@ -103,19 +103,22 @@ def test_the_closed_form_keeps_the_most_rows_that_fit() -> None:
 
 
 def test_a_wrong_prediction_falls_back_to_the_search(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The attempt is kept only at the predicted size: a prediction that is off (here
-    one row too few, which fits, at the size of the right count) leaves the answer to
-    the search."""
+    """The text written from the pieces is kept only at the predicted size: a
+    prediction that is off (here one row too few, at the size of the right count)
+    leaves the answer to the search."""
     text = tool_result(5, 2)
     t = ToolOutputTruncator()
     expected = searched(t, text)
+    fit = truncate_direct._fit
 
-    def off_by_one(*args: Any) -> tuple[int, int] | None:
-        got = rows_that_fit(*args)
-        assert got is not None and got[0] > 1
-        return got[0] - 1, got[1]
+    def off_by_one(*args: Any) -> tuple[Any, int, int] | None:
+        got = fit(*args)
+        assert got is not None and got[1] > 1
+        return got[0], got[1] - 1, got[2]
 
-    monkeypatch.setattr(truncate_module, "rows_that_fit", off_by_one)
+    monkeypatch.setattr(truncate_direct, "_fit", off_by_one)
+    assert t.truncate(text) == expected
+    monkeypatch.setattr(truncate_direct, "_fit", fit)
     assert t.truncate(text) == expected
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from .truncate_direct import rows_that_fit
+from .truncate_direct import fitted_text
 from .truncate_fast import UNSURE
 from .truncate_fast import loads as fast_loads
 from .truncate_json import (
@@ -195,9 +195,15 @@ class ToolOutputTruncator:
         if parsed is None:
             return None
         value, note, open_ids, fast = parsed
-        writer = (
-            None if value is MISSING else self._render(value, note, open_ids, plain=True, fast=fast)
-        )
+        if value is MISSING:
+            return TruncationResult(self._fallback("JSON", f"{total:,} {unit}"), total, True, True)
+        cache = Plain(fast)
+        if self._direct and self._jumps and not note and not open_ids:
+            first = self._limits(min(self.max_depth, _DEPTH_CAP), 1.0, 1.0)
+            direct = fitted_text(value, cache, self.max_chars, first, self._jumps)
+            if direct is not None:  # the common shape: what the search ends on, unwritten
+                return TruncationResult(direct, total, True, True)
+        writer = self._render(value, note, open_ids, cache)
         text = "".join(writer.parts) if writer else self._fallback("JSON", f"{total:,} {unit}")
         return TruncationResult(text, total, writer is None or writer.cut or bool(note), True)
 
@@ -246,12 +252,7 @@ class ToolOutputTruncator:
         return TruncationResult(text, max(guess, len(text)), True, True)
 
     def _render(
-        self,
-        value: object,
-        note: str,
-        open_ids: frozenset[int],
-        plain: bool = False,
-        fast: bool = False,
+        self, value: object, note: str, open_ids: frozenset[int], cache: Plain | None = None
     ) -> Writer | None:
         """Serialise ``value`` within the budget, tightening the limits until it fits.
 
@@ -262,23 +263,16 @@ class ToolOutputTruncator:
         scale is then grown back towards its failing value (a linear guess, else
         bisection), keeping as many rows as fit. If both scales are minimal the
         depth is halved. None: nothing fitted (the caller writes a marker string).
-        ``plain``: ``value`` was decoded from JSON text, so closed containers may be
-        written from their C encoding (kept for every attempt of this call); ``fast``:
-        orjson decoded it, so orjson may encode them (see ``truncate_fast``).
+        ``cache``: ``value`` was decoded from JSON text, so closed containers may be
+        written from their C encoding (kept for every attempt of this call; see
+        ``truncate_rows.Plain``, which also says whether orjson may encode them).
         """
         clips: Clips = {}
-        cache = Plain(fast) if plain else None
         tried: dict[Limits, Writer] = {}
         depth = min(self.max_depth, _DEPTH_CAP)
 
         def limits(scales: list[float]) -> Limits:
-            box, text = scales
-            return Limits(
-                depth,
-                max(1, round(self.max_items * box)),
-                max(1, round(self.max_keys * box)),
-                max(1, round(self._string0 * text)),
-            )
+            return self._limits(depth, *scales)
 
         def attempt(scales: list[float]) -> Writer:
             lim = limits(scales)
@@ -295,13 +289,6 @@ class ToolOutputTruncator:
                     writer.parts.clear()  # only its sizes are still needed
             return tried[lim]
 
-        if cache is not None and self._direct and self._jumps and not note and not open_ids:
-            first = limits([1.0, 1.0])
-            direct = rows_that_fit(value, cache, self.max_chars, first, self._jumps)
-            if direct is not None:  # one attempt, checked against the predicted size
-                writer = attempt([direct[0] / self.max_items, 1.0])
-                if writer.fits and writer.size == direct[1]:
-                    return writer
         scales, failed, dim, jumps = [1.0, 1.0], 0.0, 0, 0
         while not (best := attempt(scales)).fits:
             box_min = scales[0] * max(self.max_items, self.max_keys) <= 1
@@ -335,6 +322,15 @@ class ToolOutputTruncator:
             else:
                 failed = trial[dim]
         return best if best.fits else None
+
+    def _limits(self, depth: int, box: float, text: float) -> Limits:
+        """An attempt's limits at these scales of the item/key and string limits."""
+        return Limits(
+            depth,
+            max(1, round(self.max_items * box)),
+            max(1, round(self.max_keys * box)),
+            max(1, round(self._string0 * text)),
+        )
 
     def _fallback(self, kind: str, size: str) -> str:
         text = quote(f"...({kind} of {size} truncated)")

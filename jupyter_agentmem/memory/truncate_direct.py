@@ -26,30 +26,30 @@ from typing import Any
 
 from .truncate_rows import Plain, Rows
 
-__all__ = ["Shape", "rows_that_fit"]
+__all__ = ["Shape", "fitted_text", "rows_that_fit"]
 
 
-def _scalar(v: object, string: int) -> int:
-    """Chars the writer writes for a short scalar without cutting it or counting it as
-    long text; -1 for anything else (the search handles it)."""
+def _scalar(v: object, string: int) -> str | None:
+    """The text the writer writes for a short scalar without cutting it or counting it
+    as long text; None for anything else (the search handles it)."""
     t = type(v)
     if t is str and isinstance(v, str):
-        return len(_quote(v)) if len(v) <= min(40, string) else -1
+        return _quote(v) if len(v) <= min(40, string) else None
     if t is int and isinstance(v, int):
-        return len(int.__repr__(v)) if -(10**18) < v < 10**18 else -1
+        return int.__repr__(v) if -(10**18) < v < 10**18 else None
     if t is float and isinstance(v, float):
-        return len(float.__repr__(v)) if v - v == 0 else -1  # finite
-    return 4 if v is None or v is True else 5 if v is False else -1
+        return float.__repr__(v) if v - v == 0 else None  # finite
+    return "null" if v is None else "true" if v is True else "false" if v is False else None
 
 
 class Shape:
     """A dict of short scalars with exactly one list, as the writer would write it with
-    every key shown: ``head`` chars up to and including the list's ``[``, then per entry
-    after the list the chars of ``,"key":`` and of its value."""
+    every key shown: ``head``, the text up to and including the list's ``[``, then per
+    entry after the list the text of ``,"key":`` and of its value."""
 
     __slots__ = ("after", "head", "keys", "rows")
 
-    def __init__(self, keys: int, rows: list[Any], head: int, after: list[tuple[int, int]]):
+    def __init__(self, keys: int, rows: list[Any], head: str, after: list[tuple[str, str]]):
         self.keys, self.rows, self.head, self.after = keys, rows, head, after
 
     @classmethod
@@ -57,34 +57,42 @@ class Shape:
         if type(value) is not dict:
             return None
         rows: list[Any] | None = None
-        head, after = 1, []  # "{"
+        head, after = ["{"], []
         for i, (k, v) in enumerate(value.items()):
             if type(k) is not str or len(k) > string:
                 return None
-            entry = len(_quote(k)) + 1 + (1 if i else 0)  # [","]"key":
+            entry = f"{',' if i else ''}{_quote(k)}:"
             if type(v) is list and rows is None:
-                rows, head = v, head + entry + 1  # and "["
-            elif (size := _scalar(v, string)) < 0:
+                rows = v
+                head += (entry, "[")
+            elif (text := _scalar(v, string)) is None:
                 return None
             elif rows is None:
-                head += entry + size
+                head += (entry, text)
             else:
-                after.append((entry, size))
-        return None if rows is None else cls(len(value), rows, head, after)
+                after.append((entry, text))
+        return None if rows is None else cls(len(value), rows, "".join(head), after)
 
     def size(self, plan: Rows, shown: int, cap: int) -> int:
         """The writer's size with the first ``shown`` rows (fewer than all) and the marker:
         all of it if within ``cap``, else where it stops (a value is refused once the
         size passed the budget), which the search's next jump depends on."""
-        more = len(self.rows) - shown
-        marker = _quote(f"...({more:,} more item{'' if more == 1 else 's'})")
-        size = self.head + plan.ends[shown - 1] + len(marker) + 2  # ",", marker, "]"
+        size = len(self.head) + plan.ends[shown - 1] + len(self.marker(shown)) + 2  # ",", "]"
         for key, value in self.after:
-            size += key
+            size += len(key)
             if size > cap:
                 return size
-            size += value
+            size += len(value)
         return size + 1  # "}"
+
+    def marker(self, shown: int) -> str:
+        more = len(self.rows) - shown
+        return _quote(f"...({more:,} more item{'' if more == 1 else 's'})")
+
+    def write(self, plan: Rows, shown: int) -> str:
+        """What the writer writes with the first ``shown`` rows: the same pieces, joined."""
+        tail = "".join([key + value for key, value in self.after])
+        return f"{self.head}{plan.text(shown)},{self.marker(shown)}]{tail}}}"
 
 
 def _obey(plan: Rows, shown: int, depth: int, box: int, string: int) -> bool:
@@ -109,11 +117,41 @@ def rows_that_fit(
     with at most ``jumps`` jumps; None where the search decides otherwise (not that
     shape, some limit other than the row count would bite, or the search would halve
     or refine rather than jump)."""
+    got = _fit(value, plain, cap, limits, jumps)
+    return None if got is None else (got[1], got[2])
+
+
+def fitted_text(
+    value: object,
+    plain: Plain,
+    cap: int,
+    limits: tuple[int, int, int, int],
+    jumps: int,
+) -> str | None:
+    """The text the search would end on for ``value`` of the common shape (see
+    :func:`rows_that_fit`), written here from the pieces the sizes were counted from:
+    the writer writes these same pieces (``tests/test_truncate_direct.py`` compares the
+    two), so no writer attempt is needed. None where the search decides otherwise."""
+    got = _fit(value, plain, cap, limits, jumps)
+    if got is None:
+        return None
+    shape, shown, size = got
+    text = shape.write(plain.rows[id(shape.rows)], shown)
+    return text if len(text) == size <= cap else None
+
+
+def _fit(
+    value: object,
+    plain: Plain,
+    cap: int,
+    limits: tuple[int, int, int, int],
+    jumps: int,
+) -> tuple[Shape, int, int] | None:
     depth, items, keys, string = limits
     shape = Shape.of(value, string)
     if shape is None or depth < 2 or shape.keys > keys or max(items, keys) <= 1:
         return None
-    rows, room = shape.rows, cap - shape.head
+    rows, room = shape.rows, cap - len(shape.head)
     if (plan := plain.rows.get(id(rows))) is None:
         plan = plain.rows[id(rows)] = Rows(rows, plain.fast)
     k = min(len(rows), items)
@@ -147,7 +185,7 @@ def rows_that_fit(
     # the search checks one more row: refused if already failed, or if it would be
     # written as encoded and so pass the budget; else the search refines
     if shown + 1 in failed:
-        return shown, size
+        return shape, shown, size
     if shown + 1 <= m and valid(shown + 1) and shape.size(plan, shown + 1, cap) > cap:
-        return shown, size
+        return shape, shown, size
     return None
