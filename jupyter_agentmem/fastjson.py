@@ -27,7 +27,7 @@ try:
 except ImportError:  # Pythons without an orjson wheel (PyPy): the stdlib alone
     ORJSON = None
 
-__all__ = ["ENABLED", "ORJSON", "UNSURE", "loads", "try_loads"]
+__all__ = ["ENABLED", "ORJSON", "UNSURE", "loads", "long_int", "try_loads"]
 
 ENABLED = ORJSON is not None
 UNSURE: Final = object()  # "ask the stdlib": orjson refused, or might read it differently
@@ -35,11 +35,18 @@ DIGITS_TO_ZERO: Final = bytes(48 if 48 <= i < 58 else 32 for i in range(256))  #
 LONG_INT: Final = b"0" * 19  # a run of 19 digits may be an int orjson reads as a float
 
 
-def try_loads(data: bytes) -> Any:
+def long_int(data: bytes) -> bool:
+    """Might ``data`` hold an int orjson reads as a float (a run of 19 digits)?"""
+    return LONG_INT in data.translate(DIGITS_TO_ZERO)
+
+
+def try_loads(data: bytes, guard: bool = True) -> Any:
     """``json.loads(data)`` via orjson, or :data:`UNSURE` (not JSON, or not surely
-    read the same: the caller then asks the stdlib, which decides)."""
+    read the same: the caller then asks the stdlib, which decides). ``guard=False``
+    skips the :func:`long_int` check, for a caller that makes it only when an int
+    beyond 64 bits could matter (orjson reads one as a finite float >= 2**63)."""
     orjson = ORJSON
-    if not ENABLED or orjson is None or LONG_INT in data.translate(DIGITS_TO_ZERO):
+    if not ENABLED or orjson is None or (guard and long_int(data)):
         return UNSURE
     try:
         return orjson.loads(data)

@@ -153,3 +153,27 @@ def test_positive_exponents_go_to_orjson_negative_ones_to_json(
     assert truncate_fast.dumps([{"a": 1.5e-7}]) is None
     monkeypatch.setattr(truncate_fast, "_REPR_EXPONENT", False)
     assert truncate_fast.dumps(rows) is None
+
+
+@pytest.mark.parametrize("where", ["head", "row 2", "row 20", "row 90", "after"])
+@pytest.mark.parametrize("big", [2**64, -(2**63) - 1, 10**30])
+def test_an_int_beyond_64_bits_is_written_as_json_reads_it(where: str, big: int) -> None:
+    """orjson reads such an int as a float; the common shape skips the 19-digit check
+    unless a value it looked at has an exponent: wherever the int is (written, only
+    sized, or never looked at), the output is the stdlib's. A long key after the rows
+    moves the budget's edge across rows 19-22, so that some length leaves room for
+    row 20 as json writes it but not as orjson does (the case where the float is in
+    no output, only in the rows encoded to size it), or the other way round."""
+    t = ToolOutputTruncator()
+    for pad in range(540, 760, 1 if where == "row 20" else 20):
+        doc = json.loads(tool_result(3, 1))
+        doc["k" * pad] = 0
+        if where.startswith("row"):
+            doc["rows"][int(where[4:])]["id"] = big
+        elif where == "head":
+            doc = {"big": big, **doc}
+        else:
+            doc["big"] = big
+        fast, stdlib = both(t, json.dumps(doc))
+        assert fast == stdlib, pad
+        assert len(fast.text) <= 2000 and fast.is_json

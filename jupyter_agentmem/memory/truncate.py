@@ -25,7 +25,7 @@ import threading
 from dataclasses import dataclass
 
 from .truncate_direct import fitted_text
-from .truncate_fast import UNSURE
+from .truncate_fast import UNSURE, long_int
 from .truncate_fast import loads as fast_loads
 from .truncate_json import (
     JSON_START,
@@ -79,6 +79,11 @@ class TruncationResult:
     @property
     def saved_chars(self) -> int:
         return max(0, self.original_chars - len(self.text))
+
+
+def _exponent(text: str, cache: Plain) -> bool:
+    """Does ``text``, or a row encoded for it, write a float with a positive exponent?"""
+    return "e+" in text or any("e+" in rows.body for rows in cache.rows.values())
 
 
 def _plausible_end(first: str, tail: str) -> bool:
@@ -191,7 +196,7 @@ class ToolOutputTruncator:
         self, head: str, tail: str, total: int, unit: str, whole: bool
     ) -> TruncationResult | None:
         """Bounded JSON for ``head`` (the whole text if ``whole``); None if not JSON."""
-        parsed = self._parse(head, tail, total, unit, whole)
+        parsed = self._parse(head, tail, total, unit, whole, guard=False)
         if parsed is None:
             return None
         value, note, open_ids, fast = parsed
@@ -201,20 +206,31 @@ class ToolOutputTruncator:
         if self._direct and self._jumps and not note and not open_ids:
             first = self._limits(min(self.max_depth, _DEPTH_CAP), 1.0, 1.0)
             direct = fitted_text(value, cache, self.max_chars, first, self._jumps)
-            if direct is not None:  # the common shape: what the search ends on, unwritten
+            # an int orjson read as a float (>= 2**63) is written with "e+": if no value
+            # the closed form looked at was, orjson read all of them as json does
+            if direct is not None and not (fast and _exponent(direct, cache) and long_int(head)):
                 return TruncationResult(direct, total, True, True)
+        if fast and long_int(head):  # read again, by json: ints beyond 64 bits stay ints
+            parsed = self._parse(head, tail, total, unit, whole)
+            if parsed is None:
+                return None
+            value, note, open_ids, fast = parsed
+            cache = Plain(fast)
         writer = self._render(value, note, open_ids, cache)
         text = "".join(writer.parts) if writer else self._fallback("JSON", f"{total:,} {unit}")
         return TruncationResult(text, total, writer is None or writer.cut or bool(note), True)
 
-    def _parse(self, head: str, tail: str, total: int, unit: str, whole: bool) -> _Parsed | None:
+    def _parse(
+        self, head: str, tail: str, total: int, unit: str, whole: bool, guard: bool = True
+    ) -> _Parsed | None:
         """Decode a whole text; the bounded prefix parser for the head of a huge one, or
-        for a text nested too deep for the C decoder. None: not JSON."""
+        for a text nested too deep for the C decoder. None: not JSON. ``guard=False``:
+        orjson may have read an int beyond 64 bits as a float (see ``_from_json``)."""
         i = 0 if head[:1] in JSON_START else skip_ws(head)  # (the common case: no space)
         if i == len(head) or head[i] not in JSON_START:
             return None
         if whole:
-            if (value := fast_loads(head)) is not UNSURE:
+            if (value := fast_loads(head, guard)) is not UNSURE:
                 return value, "", frozenset(), True
             try:
                 return decode(head), "", frozenset(), False

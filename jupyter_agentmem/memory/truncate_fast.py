@@ -26,7 +26,7 @@ from jupyter_agentmem import fastjson
 
 _orjson = fastjson.ORJSON
 
-__all__ = ["ENABLED", "UNSURE", "dumps", "loads"]
+__all__ = ["ENABLED", "UNSURE", "dumps", "loads", "long_int"]
 
 ENABLED = _orjson is not None
 UNSURE = fastjson.UNSURE  # "ask the stdlib": orjson refused, or might differ
@@ -41,16 +41,22 @@ _REPR_EXPONENT = _orjson is not None and all(
 )
 
 
-def loads(text: str) -> Any:
+def loads(text: str, guard: bool = True) -> Any:
     """``json.loads(text)`` via orjson, or :data:`UNSURE` (not JSON, or not surely
-    read the same: the stdlib then decides)."""
+    read the same: the stdlib then decides). ``guard=False``: an int beyond 64 bits
+    may come back as a float, which the caller must rule out (see :func:`long_int`)."""
     if not ENABLED:
         return UNSURE
     try:
         data = text.encode()  # orjson reads UTF-8; a lone surrogate cannot be encoded
     except UnicodeEncodeError:
         return UNSURE
-    return fastjson.try_loads(data)
+    return fastjson.try_loads(data, guard)
+
+
+def long_int(text: str) -> bool:
+    """Might orjson have read an int of ``text`` (a text it read) as a float?"""
+    return fastjson.long_int(text.encode())
 
 
 def dumps(value: object) -> str | None:
