@@ -25,6 +25,7 @@ import threading
 from dataclasses import dataclass
 
 from .truncate_direct import fitted_text
+from .truncate_edges import bytes_head, bytes_tail, clip_head, clip_tail
 from .truncate_fast import UNSURE, long_int
 from .truncate_fast import loads as fast_loads
 from .truncate_json import (
@@ -43,10 +44,6 @@ from .truncate_write import (
     OverBudget,
     Plain,
     Writer,
-    bytes_head,
-    bytes_tail,
-    clip_head,
-    clip_tail,
     estimate,
     quote,
 )

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from itertools import islice
 from typing import Any, Final, NamedTuple
 
+from .truncate_edges import bytes_head, bytes_tail, clip_head, clip_tail
 from .truncate_json import BigInt, CutStr
 from .truncate_rows import Plain, Rows, encode
 
@@ -28,10 +29,6 @@ __all__ = [
     "OverBudget",
     "Plain",
     "Writer",
-    "bytes_head",
-    "bytes_tail",
-    "clip_head",
-    "clip_tail",
     "estimate",
     "quote",
 ]
@@ -57,35 +54,6 @@ class Limits(NamedTuple):
 
 def _plural(n: int, noun: str) -> str:
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
-
-
-def clip_head(s: str, k: int) -> str:
-    """First ``k`` chars, not ending on the first half of a surrogate pair."""
-    h = s[: max(k, 0)]
-    return h[:-1] if h and "\ud800" <= h[-1] <= "\udbff" else h
-
-
-def clip_tail(s: str, k: int) -> str:
-    """Last ``k`` chars, not starting on the second half of a surrogate pair."""
-    t = s[len(s) - k :] if k > 0 else ""
-    return t[1:] if t and "\udc00" <= t[0] <= "\udfff" else t
-
-
-def bytes_head(b: bytes | bytearray, k: int) -> str:
-    """Decode the first ~``k`` bytes (at most ``k`` chars), cut on a UTF-8 boundary."""
-    if k < len(b):
-        for _ in range(3):
-            k -= 1 if k > 0 and b[k] & 0xC0 == 0x80 else 0
-        b = b[:k]
-    return b.decode("utf-8-sig", "replace")
-
-
-def bytes_tail(b: bytes | bytearray, k: int) -> str:
-    """Decode the last ~``k`` bytes (at most ``k`` chars), cut on a UTF-8 boundary."""
-    start = max(len(b) - k, 0)
-    for _ in range(3):
-        start += 1 if start < len(b) and b[start] & 0xC0 == 0x80 else 0
-    return b[start:].decode("utf-8", "replace")
 
 
 def _array_items(v: object) -> object:
