@@ -214,6 +214,19 @@ def test_extractive_lines_equal_the_reference(
     assert ExtractiveSummarizer(line_chars).lines(messages) == expected
 
 
+@pytest.mark.parametrize("line_chars", [20, 160])
+def test_extractive_lines_at_the_clip_edges_equal_the_reference(line_chars: int) -> None:
+    """Lines whose collapsed text is just under, at or just over ``line_chars``, or whose
+    whitespace runs straddle the ``2 * line_chars`` chars that are read."""
+    messages: list[dict[str, Any]] = []
+    for n in range(line_chars - 12, 2 * line_chars + 4):
+        for filler in ("x", " x", "x  ", "\n\t"):
+            messages.append({"role": "user", "content": (filler * n)[:n]})
+            messages.append({"role": "tool", "tool_call_id": "c", "content": "é" * n + "  y"})
+    expected = [reference_line(m, line_chars) for m in messages]
+    assert ExtractiveSummarizer(line_chars).lines(messages) == expected
+
+
 conversation_messages = st.lists(
     st.one_of(
         st.builds(lambda t: {"role": "user", "content": t}, texts),
