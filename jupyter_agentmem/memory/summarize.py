@@ -41,6 +41,9 @@ class Summarizer(ABC):
         return await asyncio.to_thread(self.summarize, messages, previous_summary, max_chars)
 
 
+_NO_CALL: dict[str, Any] = {}  # the function of a malformed tool call (only read)
+
+
 def message_text(message: Message) -> str:
     """The human-readable text of a message (content parts joined, tool calls named)."""
     content = message.get("content")
@@ -50,7 +53,9 @@ def message_text(message: Message) -> str:
     text = content if isinstance(content, str) else ""
     calls = message.get("tool_calls") or []
     if isinstance(calls, list) and calls:
-        functions = [c.get("function", {}) if isinstance(c, dict) else {} for c in calls]
+        functions = [
+            c.get("function", _NO_CALL) if isinstance(c, dict) else _NO_CALL for c in calls
+        ]
         names = [f"{f.get('name', '?')}({f.get('arguments', '')})" for f in functions]
         text = (text + " " if text else "") + "called " + ", ".join(names)
     return text
