@@ -199,7 +199,7 @@ class ConversationState(Persisting):
         delta = new - self._bytes
         self._bytes = new
         if self._owner is not None:
-            self._owner.resized(self, delta)
+            self._owner.resized(self, delta, new)
 
     def _settle(self, over: bool) -> None:
         """Work that must run without the lock: inline compaction when the window was
@@ -245,7 +245,7 @@ class ConversationState(Persisting):
             self._bytes = new
             owner = self._owner
             if owner is not None:
-                owner.resized(self, delta)
+                owner.resized(self, delta, new)
                 owner.committed(self, [message])
             # needs_compaction(), inlined: without a token counter there is no token budget
             over = len(window) > policy.max_recent or self._window_bytes > policy.max_recent_bytes
