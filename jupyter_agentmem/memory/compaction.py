@@ -7,6 +7,7 @@ they are tested and reasoned about without threads.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from array import array
 from collections.abc import Sequence
@@ -48,11 +49,14 @@ class Window(NamedTuple):
 def split_point(messages: list[Message], window: Window, policy: StatePolicy) -> int:
     """How many of the oldest messages to fold: enough to get under every target,
     then moved forward so the kept window does not start with a ``tool`` message."""
-    max_count, max_bytes, max_tokens = policy.keep_targets
+    keep = policy.keep_fraction
+    max_count = max(1, math.floor(policy.max_recent * keep))
+    max_bytes = policy.max_recent_bytes * keep
+    max_tokens = None if policy.max_recent_tokens is None else policy.max_recent_tokens * keep
     n = len(messages)
     k = max(0, n - max_count)
-    # A window already under a byte or token target stays under it as messages leave:
-    # only then are the sizes of the folded ones summed.
+    # Sizes are summed only for a window over its byte (token) target: one already
+    # under it stays under as messages leave (sizes are never negative).
     if window.window_bytes > max_bytes:
         sizes = window.sizes
         window_bytes = window.window_bytes - sum(sizes[:k])

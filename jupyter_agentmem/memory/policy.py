@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -57,19 +56,6 @@ class StatePolicy:
         """This policy with the changes that are not None (itself when there are none)."""
         changes = {k: v for k, v in changes.items() if v is not None}
         return dataclasses.replace(self, **changes) if changes else self
-
-    @functools.cached_property
-    def keep_targets(self) -> tuple[int, float, float | None]:
-        """What compaction folds down to: ``keep_fraction`` of the message count (at
-        least one), of the bytes and of the tokens (None without a token budget).
-        Computed once per policy (a policy is frozen), not on every compaction."""
-        keep = self.keep_fraction
-        tokens = self.max_recent_tokens
-        return (
-            max(1, math.floor(self.max_recent * keep)),
-            self.max_recent_bytes * keep,
-            None if tokens is None else tokens * keep,
-        )
 
     def get_truncator(self) -> ToolOutputTruncator:
         if self.truncator is not None:
