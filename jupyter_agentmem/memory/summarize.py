@@ -161,7 +161,8 @@ def _lines_to_drop(lines: list[str], total: int, condensed: int, max_chars: int)
     (all of them if nothing fits), and how many chars of the joined lines that drops.
 
     A walk from the oldest line: a compaction drops about as many lines as it adds,
-    so this is a few steps, cheaper than prefix sums over the whole summary.
+    so this is a few steps, cheaper than prefix sums over the whole summary (and
+    never more steps than lines, each of which was built or split just before).
     """
     need = total - max_chars  # chars to free, before the header
     if need + _header_chars(condensed) <= 0 or not lines:
