@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 import sys
+from array import array
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,8 @@ from hypothesis import strategies as st
 
 from jupyter_agentmem import ConversationState, SessionManager
 from jupyter_agentmem.errors import InvalidMessageError
+from jupyter_agentmem.memory.compaction import Window, open_tool_group, split_point
+from jupyter_agentmem.memory.policy import StatePolicy
 from jupyter_agentmem.memory.sizing import _dict_size, json_size, message_size
 from jupyter_agentmem.memory.summarize import ExtractiveSummarizer, message_text
 from jupyter_agentmem.stores import MemoryStore
@@ -138,7 +141,19 @@ def reference_summarize(
     return (header + "\n".join(lines[start:]))[:max_chars]
 
 
-texts = st.text(st.sampled_from("ab \n\r\t\x0b\x1c\x1f\u2028é-:")) | st.text(max_size=400)
+# Every str.splitlines boundary (\n \r \x0b \x0c \x1c-\x1e \x85 \u2028 \u2029), other
+# whitespace (\t \x1f \xa0), unicode, and texts long enough to be clipped.
+_CHARS = "ab \n\r\t\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u2028\u2029é€😀-:[.]"
+texts = (
+    st.text(st.sampled_from(_CHARS))
+    | st.text(max_size=400)
+    | st.builds(
+        lambda word, n, sep: sep.join([word] * n),
+        st.text(_CHARS, max_size=12),
+        st.integers(0, 300),
+        st.sampled_from(["", " ", "  ", "\n", " \t "]),
+    )
+)
 summary_messages = st.lists(
     st.fixed_dictionaries(
         {"role": st.sampled_from(["user", "assistant", "tool", "system"]) | st.integers()},
@@ -170,6 +185,13 @@ previous_summaries = (
         st.integers(0, 99),
         texts,
     )
+    | st.builds(  # counters about to gain a digit, over summaries written here
+        lambda n, rest: f"[... {n} earlier points condensed]\n{rest}",
+        st.sampled_from([1, 8, 9, 98, 99, 999, 9999]),
+        st.lists(st.text(st.sampled_from("ab -:é"), min_size=1, max_size=60), max_size=30).map(
+            lambda lines: "\n".join(f"- {line}" for line in lines)
+        ),
+    )
 )
 
 
@@ -181,6 +203,157 @@ def test_extractive_summary_equals_the_reference(
     summarizer = ExtractiveSummarizer(line_chars)
     expected = reference_summarize(messages, previous, max_chars, line_chars)
     assert summarizer.summarize(messages, previous, max_chars) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(summary_messages, st.integers(20, 200))
+def test_extractive_lines_equal_the_reference(
+    messages: list[dict[str, Any]], line_chars: int
+) -> None:
+    expected = [reference_line(m, line_chars) for m in messages]
+    assert ExtractiveSummarizer(line_chars).lines(messages) == expected
+
+
+@pytest.mark.parametrize("line_chars", [20, 160])
+def test_extractive_lines_at_the_clip_edges_equal_the_reference(line_chars: int) -> None:
+    """Lines whose collapsed text is just under, at or just over ``line_chars``, or whose
+    whitespace runs straddle the ``2 * line_chars`` chars that are read."""
+    messages: list[dict[str, Any]] = []
+    for n in range(line_chars - 12, 2 * line_chars + 4):
+        for filler in ("x", " x", "x  ", "\n\t"):
+            messages.append({"role": "user", "content": (filler * n)[:n]})
+            messages.append({"role": "tool", "tool_call_id": "c", "content": "é" * n + "  y"})
+    expected = [reference_line(m, line_chars) for m in messages]
+    assert ExtractiveSummarizer(line_chars).lines(messages) == expected
+
+
+conversation_messages = st.lists(
+    st.one_of(
+        st.builds(lambda t: {"role": "user", "content": t}, texts),
+        st.builds(lambda t: {"role": "assistant", "content": t}, st.none() | texts),
+        st.builds(
+            lambda parts: {"role": "user", "content": [{"type": "text", "text": p} for p in parts]},
+            st.lists(texts, max_size=3),
+        ),
+        st.builds(lambda n: {"role": "tool_round", "n": n}, st.integers(1, 3)),
+    ),
+    max_size=40,
+)
+
+
+def _conversation(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Valid messages from the drawn steps: a ``tool_round`` becomes an assistant message
+    with ``n`` calls and their results (long, unicode, JSON-looking)."""
+    out: list[dict[str, Any]] = []
+    for i, step in enumerate(steps):
+        if step["role"] != "tool_round":
+            out.append(step)
+            continue
+        ids = [f"call_{i}_{j}" for j in range(step["n"])]
+        calls = [
+            {"id": c, "type": "function", "function": {"name": "f", "arguments": '{"q": "é"}'}}
+            for c in ids
+        ]
+        out.append({"role": "assistant", "content": None, "tool_calls": calls})
+        for j, c in enumerate(ids):
+            result = (
+                '{"rows": ['
+                + ", ".join(f'{{"id": {k}, "v": "é {k}"}}' for k in range(j * 97))
+                + "]}"
+            )
+            out.append({"role": "tool", "tool_call_id": c, "content": result})
+    return out
+
+
+class _ReferenceSummarizer(ExtractiveSummarizer):
+    """The extractive summarizer as it was (the reference functions above)."""
+
+    def summarize(
+        self, messages: Sequence[dict[str, Any]], previous_summary: str, max_chars: int
+    ) -> str:
+        return reference_summarize(messages, previous_summary, max_chars, self.line_chars)
+
+
+@settings(max_examples=150, deadline=None)
+@given(conversation_messages, st.integers(2, 12), st.integers(100, 1500), st.integers(20, 160))
+def test_compacting_a_conversation_matches_the_reference(
+    steps: list[dict[str, Any]], max_recent: int, max_summary_chars: int, line_chars: int
+) -> None:
+    """Inline compaction with the fast summarizer sends the model exactly what the
+    reference summarizer does, at every step: same summary, same recent messages,
+    same compaction points and the same sizes reported."""
+    states = [
+        ConversationState(
+            "s",
+            max_recent=max_recent,
+            max_recent_bytes=4096,
+            max_summary_chars=max_summary_chars,
+            summarizer=cls(line_chars),
+        )
+        for cls in (ExtractiveSummarizer, _ReferenceSummarizer)
+    ]
+    for message in _conversation(steps):
+        for state in states:
+            state.add_message(message)
+        fast, reference = states
+        assert fast.get_context() == reference.get_context()
+        assert fast.compactions == reference.compactions
+        assert fast.memory_estimate_bytes == reference.memory_estimate_bytes
+
+
+def reference_split_point(
+    messages: list[dict[str, Any]], window: Window, policy: StatePolicy
+) -> int:
+    """compaction.split_point before the fast path (the reference)."""
+    keep = policy.keep_fraction
+    max_count = max(1, math.floor(policy.max_recent * keep))
+    max_bytes = policy.max_recent_bytes * keep
+    max_tokens = None if policy.max_recent_tokens is None else policy.max_recent_tokens * keep
+    n = len(messages)
+    k = max(0, n - max_count)
+    window_bytes = window.window_bytes - sum(window.sizes[:k])
+    while k < n and window_bytes > max_bytes:
+        window_bytes -= window.sizes[k]
+        k += 1
+    if max_tokens is not None and window.tokens:
+        window_tokens = window.window_tokens - sum(window.tokens[:k])
+        while k < n and window_tokens > max_tokens:
+            window_tokens -= window.tokens[k]
+            k += 1
+    while k < n and messages[k].get("role") == "tool":
+        k += 1
+    return min(k, open_tool_group(messages))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["user", "assistant", "tool"]), st.integers(0, 3000)), max_size=30
+    ),
+    st.integers(1, 20),
+    st.integers(1024, 20_000),
+    st.none() | st.integers(1, 5000),
+    st.floats(0.05, 1.0),
+)
+def test_split_point_equals_the_reference(
+    drawn: list[tuple[str, int]],
+    max_recent: int,
+    max_bytes: int,
+    max_tokens: int | None,
+    keep: float,
+) -> None:
+    messages = [{"role": role, "content": "x"} for role, _ in drawn]
+    sizes = array("q", [size for _, size in drawn])
+    tokens = array("q", [size // 4 for _, size in drawn] if max_tokens is not None else [])
+    policy = StatePolicy(
+        max_recent=max_recent,
+        max_recent_bytes=max_bytes,
+        max_recent_tokens=max_tokens,
+        token_counter=len if max_tokens is not None else None,
+        keep_fraction=keep,
+    )
+    window = Window(sizes, tokens, sum(sizes), sum(tokens))
+    assert split_point(messages, window, policy) == reference_split_point(messages, window, policy)
 
 
 # ------------------------------------------------------------ estimate

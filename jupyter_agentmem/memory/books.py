@@ -76,7 +76,9 @@ class LiveSessions:
             state.last_access = time.time()
         return state
 
-    def resized(self, state: ConversationState, delta: int) -> None:
+    def resized(self, state: ConversationState, delta: int, size: int) -> None:
+        """``state`` changed by ``delta`` bytes to ``size`` (passed in: every add resizes,
+        and reading it back through the property would cost a call)."""
         sid = state.session_id
         if state is not self.newest:  # else live and last already
             states = self.states
@@ -85,7 +87,6 @@ class LiveSessions:
             states.move_to_end(sid)
             self.newest = state
         self.nbytes += delta
-        size = state.memory_estimate_bytes
         largest = self.largest
         if size <= largest.floor or largest.members.get(sid) is not state:
             largest.consider(sid, state, size)  # else a candidate staying one: no-op

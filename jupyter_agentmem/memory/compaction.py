@@ -55,12 +55,15 @@ def split_point(messages: list[Message], window: Window, policy: StatePolicy) ->
     max_tokens = None if policy.max_recent_tokens is None else policy.max_recent_tokens * keep
     n = len(messages)
     k = max(0, n - max_count)
-    sizes = window.sizes
-    window_bytes = window.window_bytes - sum(sizes[:k])
-    while k < n and window_bytes > max_bytes:
-        window_bytes -= sizes[k]
-        k += 1
-    if max_tokens is not None and window.tokens:
+    # Sizes are summed only for a window over its byte (token) target: one already
+    # under it stays under as messages leave (sizes are never negative).
+    if window.window_bytes > max_bytes:
+        sizes = window.sizes
+        window_bytes = window.window_bytes - sum(sizes[:k])
+        while k < n and window_bytes > max_bytes:
+            window_bytes -= sizes[k]
+            k += 1
+    if max_tokens is not None and window.tokens and window.window_tokens > max_tokens:
         tokens = window.tokens
         window_tokens = window.window_tokens - sum(tokens[:k])
         while k < n and window_tokens > max_tokens:

@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from jupyter_agentmem.errors import StoreCorruptError, StoreError
@@ -135,6 +135,9 @@ class SessionManager(Evictions, Tiering, TurnLog, Inspection, Sharing):
         self.lock = threading.RLock()  # the StateOwner lock, shared with every state
         self._io_lock = threading.Lock()  # serialises store writes and deletes
         self._live = LiveSessions()
+        #: StateOwner.resized (lock held): O(1) total update and LRU touch. The books'
+        #: bound method itself, as every add calls it: no forwarding frame.
+        self.resized: Callable[[ConversationState, int, int], None] = self._live.resized
         self._known: weakref.WeakValueDictionary[str, ConversationState] = (
             weakref.WeakValueDictionary()
         )
@@ -152,11 +155,7 @@ class SessionManager(Evictions, Tiering, TurnLog, Inspection, Sharing):
         self.journal = self._journal_for(store)
 
     # ------------------------------------------------- StateOwner (state.py)
-    # committed(): durable.py
-    def resized(self, state: ConversationState, delta: int) -> None:
-        """A state changed size (lock held): O(1) total update and LRU touch."""
-        self._live.resized(state, delta)
-
+    # committed(): durable.py; resized(): the books' own method (see __init__)
     def restore(self, state: ConversationState) -> None:
         """A hollow state is being used: bring its content back (called without the lock)."""
         self._load(state.session_id, create=False)

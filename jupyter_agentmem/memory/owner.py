@@ -34,8 +34,8 @@ class StateOwner(Protocol[S]):
 
     lock: threading.RLock  # shared by the owner and all its states
 
-    def resized(self, state: S, delta: int) -> None:
-        """The state's byte estimate changed by ``delta`` (lock held)."""
+    def resized(self, state: S, delta: int, size: int) -> None:
+        """The state's byte estimate changed by ``delta`` to ``size`` (lock held)."""
 
     def committed(self, state: S, messages: Sequence[Message]) -> None:
         """``messages`` were appended to the state (lock held): the one place a
