@@ -238,3 +238,50 @@ def test_a_damaged_blob_fails_alone(store: SQLiteStore, blob: bytes) -> None:
 def test_compress_threshold_must_not_be_negative(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="compress_threshold"):
         SQLiteStore(tmp_path / "x.sqlite3", compress_threshold=-1)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(["a", "b"]), st.one_of(st.none(), st.integers(-1, 5))),
+        max_size=12,
+    )
+)
+def test_the_revision_rule_is_memory_stores_for_any_sequence_of_saves(
+    store: SQLiteStore, steps: list[tuple[str, int | None]]
+) -> None:
+    """The one-statement save (a guarded UPDATE, or INSERT for revision 1) accepts and
+    refuses exactly what the reference store does, and a refused save writes nothing."""
+    for sid in ("a", "b"):
+        store.delete(sid)
+    reference = MemoryStore()
+    for n, (sid, revision) in enumerate(steps):
+        doc = ConversationState(sid).to_dict() | {"summary": f"step {n}"}
+        doc = doc if revision is None else doc | {"revision": revision}
+        outcomes = []
+        for target in (reference, store):
+            try:
+                target.save(sid, dict(doc))
+                outcomes.append("saved")
+            except SessionConflictError:
+                outcomes.append("conflict")
+        assert outcomes[0] == outcomes[1], (n, sid, revision)
+        for key in ("a", "b"):
+            want, got = reference.load(key), store.load(key)
+            assert (want and (want["revision"], want["summary"])) == (
+                got and (got["revision"], got["summary"])
+            )
+
+
+def test_read_log_and_load_is_read_log_then_load(store: SQLiteStore) -> None:
+    assert store.read_log_and_load("s") == ([], None)
+    store.append_log([("s", ("w", 1, '{"role":"user","content":"hi"}'))])
+    assert store.read_log_and_load("s") == ([("w", 1, '{"role":"user","content":"hi"}')], None)
+    store.save("s", ConversationState("s").to_dict() | {"revision": 1, "log_marks": {"w": 1}})
+    entries, doc = store.read_log_and_load("s")
+    assert (entries, doc) == (store.read_log("s"), store.load("s")) and entries == []
+    store._db.execute("UPDATE sessions SET data = '{not json' WHERE id = 's'")
+    with pytest.raises(StoreCorruptError, match=r"'s'.*damaged"):
+        store.read_log_and_load("s")

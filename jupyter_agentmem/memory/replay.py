@@ -67,6 +67,8 @@ def replay(
     sid: str, doc: SessionData | None, entries: list[LogEntry]
 ) -> tuple[SessionData | None, int]:
     """``doc`` plus the log entries it does not hold yet; returns (document, how many)."""
+    if not entries:  # the usual restore: nothing logged since the last save
+        return doc, 0
     base = doc if doc is not None else empty_document(sid)
     marks = {str(w): int(s) for w, s in (base.get("log_marks") or {}).items()}
     fresh: list[Message] = []

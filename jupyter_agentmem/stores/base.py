@@ -26,7 +26,7 @@ an entry is never applied twice, even if it reached the log after the document.
 Sessions that only have log entries (never saved whole) are listed and loadable.
 A store may also offer ``read_logs(ids) -> {id: entries}`` (SQLite, Redis and
 MemoryStore do): the logs of many sessions at once, for ``get_many``; and
-``read_log_and_load(id) -> (entries, document)`` (Redis does): ``read_log`` then
+``read_log_and_load(id) -> (entries, document)`` (Redis and SQLite do): ``read_log`` then
 ``load`` in that order, in one round trip, for a single restore.
 """
 

@@ -40,10 +40,19 @@ from jupyter_agentmem.errors import (
 
 from . import codec
 from .base import LogEntry, SessionData
+from .sqlite_schema import MIGRATIONS as MIGRATIONS
 
 APPLICATION_ID = 0x41474D45  # "AGME": marks the file as ours in its SQLite header
 _LOAD_CHUNK = 500  # ids per query in load_many (well under SQLite's bound-parameter limit)
 _PERM, _BUSY, _READONLY, _FULL, _CANTOPEN = 3, 5, 8, 13, 14  # SQLite primary result codes
+_READ_LOG = "SELECT writer, seq, message FROM journal WHERE session_id = ? ORDER BY id"
+_READ_DOC = "SELECT data, revision FROM sessions WHERE id = ?"
+_INSERT_FIRST = (
+    "INSERT OR IGNORE INTO sessions (id, revision, updated_at, data) VALUES (?, 1, ?, ?)"
+)
+_UPDATE_NEXT = (
+    "UPDATE sessions SET revision = ?, updated_at = ?, data = ? WHERE id = ? AND revision = ?"
+)
 _LOG_ONLY = "SELECT {} FROM journal WHERE session_id NOT IN (SELECT id FROM sessions)"
 
 
@@ -52,39 +61,6 @@ def _rollback(db: sqlite3.Connection) -> None:
     disk, and a second ROLLBACK would hide the real error behind 'no transaction is active'."""
     if db.in_transaction:
         db.execute("ROLLBACK")
-
-
-def _m001_sessions(db: sqlite3.Connection) -> None:
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS sessions ("
-        " id TEXT PRIMARY KEY,"
-        " revision INTEGER NOT NULL,"
-        " updated_at REAL NOT NULL,"
-        " data TEXT NOT NULL)"
-    )
-
-
-def _m002_updated_index(db: sqlite3.Connection) -> None:
-    db.execute("CREATE INDEX IF NOT EXISTS sessions_updated_at ON sessions(updated_at)")
-
-
-def _m003_journal(db: sqlite3.Connection) -> None:
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS journal ("
-        " id INTEGER PRIMARY KEY,"
-        " session_id TEXT NOT NULL,"
-        " writer TEXT NOT NULL,"
-        " seq INTEGER NOT NULL,"
-        " message TEXT NOT NULL)"
-    )
-    db.execute("CREATE INDEX IF NOT EXISTS journal_session ON journal(session_id, writer, seq)")
-
-
-MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
-    ("m001_sessions", _m001_sessions),
-    ("m002_updated_index", _m002_updated_index),
-    ("m003_journal", _m003_journal),
-]
 
 
 def explain(exc: BaseException, path: Path, doing: str) -> StoreError:
@@ -205,26 +181,44 @@ class SQLiteStore:
         return codec.pack(text.encode("utf-8"), self.compress_threshold) or text
 
     def _write(self, db: sqlite3.Connection, session_id: str, data: SessionData) -> None:
-        revision = data.get("revision")
-        row = db.execute("SELECT revision FROM sessions WHERE id = ?", (session_id,)).fetchone()
-        current = row[0] if row else 0
+        """One statement for the usual save: an ``UPDATE`` guarded by the expected
+        revision (or an ``INSERT`` for revision 1), the row updated in place; the
+        current revision is read only to word a conflict or for an unversioned write."""
+        revision, payload = data.get("revision"), self._encode(data)
         if revision is None:
-            revision = current + 1
-        elif int(revision) != current + 1:
+            revision = self._current(db, session_id) + 1
+            db.execute(
+                "INSERT OR REPLACE INTO sessions (id, revision, updated_at, data)"
+                " VALUES (?, ?, ?, ?)",
+                (session_id, revision, time.time(), payload),
+            )
+        elif not self._replace(db, session_id, int(revision), payload):
+            current = self._current(db, session_id)
             raise SessionConflictError(
                 f"session {session_id!r} is at revision {current} in {self.path}; "
                 f"this write expected {int(revision) - 1} (another kernel changed it)"
             )
-        db.execute(
-            "INSERT OR REPLACE INTO sessions (id, revision, updated_at, data) VALUES (?, ?, ?, ?)",
-            (session_id, int(revision), time.time(), self._encode(data)),
-        )
         marks = data.get("log_marks")
         if isinstance(marks, dict) and marks:
             db.executemany(
                 "DELETE FROM journal WHERE session_id = ? AND writer = ? AND seq <= ?",
                 [(session_id, str(w), int(seq)) for w, seq in marks.items()],
             )
+
+    @staticmethod
+    def _current(db: sqlite3.Connection, session_id: str) -> int:
+        row = db.execute("SELECT revision FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        return int(row[0]) if row else 0
+
+    @staticmethod
+    def _replace(db: sqlite3.Connection, session_id: str, revision: int, payload: Any) -> bool:
+        """Write revision ``revision`` where the stored one is ``revision - 1`` (none
+        stored counts as 0); False, with nothing written, otherwise."""
+        now = time.time()
+        if revision == 1 and db.execute(_INSERT_FIRST, (session_id, now, payload)).rowcount:
+            return True
+        args = (revision, now, payload, session_id, revision - 1)
+        return db.execute(_UPDATE_NEXT, args).rowcount == 1
 
     def save(self, session_id: str, data: SessionData) -> None:
         self.save_many([(session_id, data)])
@@ -281,12 +275,24 @@ class SQLiteStore:
                 raise explain(exc, self.path, doing) from exc
 
     def read_log(self, session_id: str) -> list[LogEntry]:
-        rows = self._select(
-            "SELECT writer, seq, message FROM journal WHERE session_id = ? ORDER BY id",
-            session_id,
-            "reading the turn log",
-        )
+        rows = self._select(_READ_LOG, session_id, "reading the turn log")
         return [(str(w), int(seq), str(message)) for w, seq, message in rows]
+
+    def read_log_and_load(self, session_id: str) -> tuple[list[LogEntry], SessionData | None]:
+        """``read_log`` then ``load`` (that order, see ``stores/base.py``) under one
+        lock: a restore's two queries without taking it twice."""
+        with self._lock:
+            db = self._check()
+            try:
+                log = db.execute(_READ_LOG, (session_id,)).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise explain(exc, self.path, "reading the turn log") from exc
+            try:
+                rows = db.execute(_READ_DOC, (session_id,)).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise explain(exc, self.path, "reading a session") from exc
+        entries = [(str(w), int(seq), str(message)) for w, seq, message in log]
+        return entries, self._decode(session_id, *rows[0]) if rows else None
 
     def revision(self, session_id: str) -> int | None:
         """The stored revision alone (an index lookup), or None: a cheap staleness check."""
@@ -294,12 +300,8 @@ class SQLiteStore:
         return int(rows[0][0]) if rows else None
 
     def load(self, session_id: str) -> SessionData | None:
-        rows = self._select(
-            "SELECT data, revision FROM sessions WHERE id = ?", session_id, "reading a session"
-        )
-        if not rows:
-            return None
-        return self._decode(session_id, rows[0][0], rows[0][1])
+        rows = self._select(_READ_DOC, session_id, "reading a session")
+        return self._decode(session_id, *rows[0]) if rows else None
 
     def load_many(self, session_ids: Iterable[str]) -> dict[str, SessionData]:
         """The documents of the ids that exist, read in chunks of one query each
