@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -34,7 +33,7 @@ from jupyter_agentmem import fastjson
 from jupyter_agentmem.memory import truncate
 
 from .peers import make
-from .peers.measure import MESSAGES_PER_TURN, pool, raw_texts
+from .peers.measure import MESSAGES_PER_TURN, raw_texts, turns_per_s
 
 Variant = Callable[[Any, object], truncate.TruncationResult]
 
@@ -66,20 +65,9 @@ def run(peer_name: str, variant: Variant | None, texts: list[str], sessions: int
     if variant is not None:
         truncate.ToolOutputTruncator.truncate_ex = variant  # type: ignore[method-assign,assignment]
     try:
-        peer = make(peer_name)
-        with tempfile.TemporaryDirectory() as workdir:
-            peer.setup(workdir, sessions)
-            outputs = pool(texts)
-            handles = [peer.start(i) for i in range(sessions)]
-            started = time.perf_counter()
-            for turn in range(20):
-                for i, handle in enumerate(handles):
-                    peer.turn(handle, i, turn, outputs)
-            elapsed = time.perf_counter() - started
-            peer.close()
+        return turns_per_s(make(peer_name), sessions, 20, texts) * MESSAGES_PER_TURN
     finally:
         truncate.ToolOutputTruncator.truncate_ex = real  # type: ignore[method-assign]
-    return sessions * 20 * MESSAGES_PER_TURN / elapsed
 
 
 def main(argv: list[str] | None = None) -> int:

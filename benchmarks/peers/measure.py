@@ -181,22 +181,28 @@ def speed(name: str, sessions: int, turns: int, repeats: int, **kw: Any) -> dict
     for _ in range(repeats):
         peer = make(name, **kw)
         label = _describe(peer)
-        with tempfile.TemporaryDirectory() as workdir:
-            peer.setup(workdir, sessions)
-            outputs = pool(texts)
-            handles = [peer.start(i) for i in range(sessions)]
-            started = time.perf_counter()
-            for t in range(turns):
-                for i, handle in enumerate(handles):
-                    peer.turn(handle, i, t, outputs)
-            elapsed = time.perf_counter() - started
-            peer.close()
-        best = max(best, sessions * turns * MESSAGES_PER_TURN / elapsed)
+        best = max(best, turns_per_s(peer, sessions, turns, texts) * MESSAGES_PER_TURN)
         gc.collect()
     result = {**label, "messages_per_s": best, "sessions": sessions, "turns": turns}
     if name == "agentmem":
         result["bare_add_message_per_s"] = bare_add_message(1000, 20, repeats)
     return result
+
+
+def turns_per_s(peer: Peer, sessions: int, turns: int, texts: list[str]) -> float:
+    """Whole turns per second of a fresh ``peer``: ``turns`` rounds over ``sessions``
+    sessions, raw tool texts from ``texts``; set-up and closing are not timed."""
+    with tempfile.TemporaryDirectory() as workdir:
+        peer.setup(workdir, sessions)
+        outputs = pool(texts)
+        handles = [peer.start(i) for i in range(sessions)]
+        started = time.perf_counter()
+        for t in range(turns):
+            for i, handle in enumerate(handles):
+                peer.turn(handle, i, t, outputs)
+        elapsed = time.perf_counter() - started
+        peer.close()
+    return sessions * turns / elapsed
 
 
 def bare_add_message(sessions: int, rounds: int, repeats: int) -> float:
