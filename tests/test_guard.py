@@ -93,6 +93,23 @@ def test_evicts_least_recently_used_first_until_ok() -> None:
     assert manager.stats().restores == 1
 
 
+def test_the_notice_is_posted_before_the_report_is_published() -> None:
+    """A cell that waits for ``guard.reports`` (notebook 04) must find the notice
+    already posted, so that it shows at the end of that cell, not the next one."""
+    manager = manager_with(8)
+    reports_seen_when_told: list[int] = []
+    guard: MemoryGuard
+
+    def notify(key: str, text: str) -> None:
+        reports_seen_when_told.append(len(guard.reports))
+
+    guard = MemoryGuard(
+        ScriptedMonitor("critical", "ok"), manager, release=lambda collect: None, notify=notify
+    )
+    assert guard.check_once() is not None
+    assert reports_seen_when_told == [0] and len(guard.reports) == 1
+
+
 def test_evicts_everything_when_memory_stays_critical_and_says_so_once() -> None:
     manager = manager_with(10)
     told: list[tuple[str, str]] = []

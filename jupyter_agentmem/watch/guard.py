@@ -298,11 +298,11 @@ class MemoryGuard:
             max(0, before - stats.estimated_bytes),
             stats.sessions_in_memory,
         )
-        self.reports.append(report)
         self._evicted_total += evicted
         log.info("memory guard: %s", report)
         if evicted:
             self._tell_episode(report)
+        self.reports.append(report)  # last: whoever sees the report finds its notice posted
         return report
 
     def _tell_episode(self, report: GuardReport) -> None:
