@@ -37,8 +37,8 @@ def test_workload_results_take_the_closed_form_and_match_the_search() -> None:
         assert got is not None, "the common shape fell back to the search"
         out = t.truncate(text)
         assert out == searched(t, text)
-        assert len(json.loads(out)["rows"]) == got[0] + 1  # the rows and the marker
-        assert len(out) == got[1] <= 2000
+        assert len(json.loads(out)["rows"]) == got[1] + 1  # the rows and the marker
+        assert len(out) == got[2] <= 2000
 
 
 scalars = (
@@ -96,7 +96,7 @@ def test_the_closed_form_keeps_the_most_rows_that_fit() -> None:
     """One more row under the same limits would pass the budget (walked node by node)."""
     text = tool_result(3, 1)
     doc = json.loads(text)
-    shown, _ = rows_that_fit(doc, Plain(), 2000, Limits(8, 50, 50, 2000), 4) or (0, 0)
+    _, shown, _ = rows_that_fit(doc, Plain(), 2000, Limits(8, 50, 50, 2000), 4) or (0, 0, 0)
     writer = Writer(2000, Limits(8, shown + 1, shown + 1, 2000), "", frozenset(), {}, 2000)
     with pytest.raises(OverBudget):
         writer.value(doc, 0)  # a writer without the fast paths: the walk
@@ -109,16 +109,16 @@ def test_a_wrong_prediction_falls_back_to_the_search(monkeypatch: pytest.MonkeyP
     text = tool_result(5, 2)
     t = ToolOutputTruncator()
     expected = searched(t, text)
-    fit = truncate_direct._fit
+    fit = truncate_direct.rows_that_fit
 
     def off_by_one(*args: Any) -> tuple[Any, int, int] | None:
         got = fit(*args)
         assert got is not None and got[1] > 1
         return got[0], got[1] - 1, got[2]
 
-    monkeypatch.setattr(truncate_direct, "_fit", off_by_one)
+    monkeypatch.setattr(truncate_direct, "rows_that_fit", off_by_one)
     assert t.truncate(text) == expected
-    monkeypatch.setattr(truncate_direct, "_fit", fit)
+    monkeypatch.setattr(truncate_direct, "rows_that_fit", fit)
     assert t.truncate(text) == expected
 
 

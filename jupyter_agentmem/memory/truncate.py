@@ -199,13 +199,13 @@ class ToolOutputTruncator:
         value, note, open_ids, fast = parsed
         if value is MISSING:
             return TruncationResult(self._fallback("JSON", f"{total:,} {unit}"), total, True, True)
-        cache = Plain(fast)
+        cache, direct = Plain(fast), None
         if self._direct and self._jumps and not note and not open_ids:
             first = self._limits(min(self.max_depth, _DEPTH_CAP), 1.0, 1.0)
             direct = fitted_text(value, cache, self.max_chars, first, self._jumps)
             # an int orjson read as a float (>= 2**63) is written with "e+": if no value
             # the closed form looked at was, orjson read all of them as json does
-            if direct is not None and not (fast and _exponent(direct, cache) and long_int(head)):
+            if direct is not None and not (fast and _exponent(direct, cache)):
                 return TruncationResult(direct, total, True, True)
         if fast and long_int(head):  # read again, by json: ints beyond 64 bits stay ints
             parsed = self._parse(head, tail, total, unit, whole)
@@ -213,6 +213,8 @@ class ToolOutputTruncator:
                 return None
             value, note, open_ids, fast = parsed
             cache = Plain(fast)
+        elif direct is not None:  # an exponent, but no int orjson could have misread
+            return TruncationResult(direct, total, True, True)
         writer = self._render(value, note, open_ids, cache)
         text = "".join(writer.parts) if writer else self._fallback("JSON", f"{total:,} {unit}")
         return TruncationResult(text, total, writer is None or writer.cut or bool(note), True)

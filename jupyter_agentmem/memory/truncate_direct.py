@@ -105,22 +105,6 @@ def _obey(plan: Rows, shown: int, depth: int, box: int, string: int) -> bool:
     return 2 + nest <= depth and commas + 1 <= box and longest <= string
 
 
-def rows_that_fit(
-    value: object,
-    plain: Plain,
-    cap: int,
-    limits: tuple[int, int, int, int],
-    jumps: int,
-) -> tuple[int, int] | None:
-    """(rows to show, size of the output) for ``value`` of the common shape under the
-    search's first ``limits`` (depth, items, keys, string), as the search would end
-    with at most ``jumps`` jumps; None where the search decides otherwise (not that
-    shape, some limit other than the row count would bite, or the search would halve
-    or refine rather than jump)."""
-    got = _fit(value, plain, cap, limits, jumps)
-    return None if got is None else (got[1], got[2])
-
-
 def fitted_text(
     value: object,
     plain: Plain,
@@ -132,7 +116,7 @@ def fitted_text(
     :func:`rows_that_fit`), written here from the pieces the sizes were counted from:
     the writer writes these same pieces (``tests/test_truncate_direct.py`` compares the
     two), so no writer attempt is needed. None where the search decides otherwise."""
-    got = _fit(value, plain, cap, limits, jumps)
+    got = rows_that_fit(value, plain, cap, limits, jumps)
     if got is None:
         return None
     shape, shown, size = got
@@ -140,13 +124,18 @@ def fitted_text(
     return text if len(text) == size <= cap else None
 
 
-def _fit(
+def rows_that_fit(
     value: object,
     plain: Plain,
     cap: int,
     limits: tuple[int, int, int, int],
     jumps: int,
 ) -> tuple[Shape, int, int] | None:
+    """(its shape, rows to show, size of the output) for ``value`` of the common shape
+    under the search's first ``limits`` (depth, items, keys, string), as the search
+    would end with at most ``jumps`` jumps; None where the search decides otherwise
+    (not that shape, some limit other than the row count would bite, or the search
+    would halve or refine rather than jump)."""
     depth, items, keys, string = limits
     shape = Shape.of(value, string)
     if shape is None or depth < 2 or shape.keys > keys or max(items, keys) <= 1:
