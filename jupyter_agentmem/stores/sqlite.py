@@ -47,6 +47,7 @@ _LOAD_CHUNK = 500  # ids per query in load_many (well under SQLite's bound-param
 _PERM, _BUSY, _READONLY, _FULL, _CANTOPEN = 3, 5, 8, 13, 14  # SQLite primary result codes
 _READ_LOG = "SELECT writer, seq, message FROM journal WHERE session_id = ? ORDER BY id"
 _READ_DOC = "SELECT data, revision FROM sessions WHERE id = ?"
+_READ_REVISION = "SELECT revision FROM sessions WHERE id = ?"
 _INSERT_FIRST = (
     "INSERT OR IGNORE INTO sessions (id, revision, updated_at, data) VALUES (?, 1, ?, ?)"
 )
@@ -61,6 +62,11 @@ def _rollback(db: sqlite3.Connection) -> None:
     disk, and a second ROLLBACK would hide the real error behind 'no transaction is active'."""
     if db.in_transaction:
         db.execute("ROLLBACK")
+
+
+def _log_entries(rows: Iterable[Any]) -> list[LogEntry]:
+    """Turn-log rows (writer, seq, message) as the store protocol's entries."""
+    return [(str(w), int(seq), str(message)) for w, seq, message in rows]
 
 
 def explain(exc: BaseException, path: Path, doing: str) -> StoreError:
@@ -207,7 +213,7 @@ class SQLiteStore:
 
     @staticmethod
     def _current(db: sqlite3.Connection, session_id: str) -> int:
-        row = db.execute("SELECT revision FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        row = db.execute(_READ_REVISION, (session_id,)).fetchone()
         return int(row[0]) if row else 0
 
     @staticmethod
@@ -275,8 +281,7 @@ class SQLiteStore:
                 raise explain(exc, self.path, doing) from exc
 
     def read_log(self, session_id: str) -> list[LogEntry]:
-        rows = self._select(_READ_LOG, session_id, "reading the turn log")
-        return [(str(w), int(seq), str(message)) for w, seq, message in rows]
+        return _log_entries(self._select(_READ_LOG, session_id, "reading the turn log"))
 
     def read_log_and_load(self, session_id: str) -> tuple[list[LogEntry], SessionData | None]:
         """``read_log`` then ``load`` (that order, see ``stores/base.py``) under one
@@ -291,12 +296,11 @@ class SQLiteStore:
                 rows = db.execute(_READ_DOC, (session_id,)).fetchall()
             except sqlite3.DatabaseError as exc:
                 raise explain(exc, self.path, "reading a session") from exc
-        entries = [(str(w), int(seq), str(message)) for w, seq, message in log]
-        return entries, self._decode(session_id, *rows[0]) if rows else None
+        return _log_entries(log), self._decode(session_id, *rows[0]) if rows else None
 
     def revision(self, session_id: str) -> int | None:
         """The stored revision alone (an index lookup), or None: a cheap staleness check."""
-        rows = self._select("SELECT revision FROM sessions WHERE id = ?", session_id, None)
+        rows = self._select(_READ_REVISION, session_id, None)
         return int(rows[0][0]) if rows else None
 
     def load(self, session_id: str) -> SessionData | None:
